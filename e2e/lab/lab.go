@@ -1,0 +1,282 @@
+// Package lab builds a real Kubernetes test lab on one machine without
+// containers: a bridge, a control plane (etcd, kube-apiserver,
+// kube-controller-manager), nodes running kube-proxy, a client, and an FRR
+// router with an external client behind it, each in its own network namespace.
+// The lab plays kubelet for Pods. Herald's end-to-end tests and `make demo` run on it.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Config says what lab to build.
+type Config struct {
+	// Prefix names every namespace of the lab ("<prefix>-node1"). Up first
+	// removes whatever a previous lab of the same prefix left behind.
+	Prefix string
+	// Nodes is the number of node namespaces (default 3).
+	Nodes int
+	// ProxyMode is kube-proxy's mode: "iptables" (default) or "nftables".
+	ProxyMode string
+	// BinDir holds etcd and the Kubernetes binaries (default: $HERALD_CACHE/bin,
+	// ~/.cache/herald/bin; `make tools` builds them).
+	BinDir string
+	// StateRoot holds each lab's directory (default /run/herald-lab).
+	StateRoot string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = "hlab"
+	}
+	if c.Nodes == 0 {
+		c.Nodes = 3
+	}
+	if c.ProxyMode == "" {
+		c.ProxyMode = "iptables"
+	}
+	if c.BinDir == "" {
+		c.BinDir = DefaultBinDir()
+	}
+	if c.StateRoot == "" {
+		c.StateRoot = "/run/herald-lab"
+	}
+	return c
+}
+
+// DefaultBinDir is where hack/tools/build.sh puts the binaries.
+func DefaultBinDir() string {
+	cache := os.Getenv("HERALD_CACHE")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache", "herald")
+	}
+	return filepath.Join(cache, "bin")
+}
+
+// Lab is a running lab. Its state is saved in Dir/lab.json after every change,
+// so another process (the CLI, a later test run) can inspect or remove it.
+type Lab struct {
+	Prefix    string    `json:"prefix"`
+	Dir       string    `json:"dir"`
+	ProxyMode string    `json:"proxyMode"`
+	BinDir    string    `json:"binDir"`
+	Nodes     []Node    `json:"nodes"`
+	Started   time.Time `json:"started"`
+
+	mu    sync.Mutex
+	Procs []Proc         `json:"procs"`
+	Pods  map[string]Pod `json:"pods"` // by namespace/name
+
+	kube *kubernetes.Clientset
+	rest *rest.Config
+}
+
+// Requirements reports why this machine cannot run a lab, or nil if it can.
+// Tests skip with this message instead of hanging.
+func Requirements(binDir string) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the lab needs root (network namespaces, veths, iptables)")
+	}
+	var missing []string
+	for _, tool := range []string{"ip", "iptables", "nft", "sysctl", "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "vtysh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if binDir == "" {
+		binDir = DefaultBinDir()
+	}
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			missing = append(missing, filepath.Join(binDir, b)+" (run `make tools`)")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the lab needs these missing tools (run `make deps tools`): %v", missing)
+	}
+	return nil
+}
+
+// Up builds a lab, replacing any leftover lab of the same prefix. On failure
+// it removes what it built.
+func Up(ctx context.Context, cfg Config) (*Lab, error) {
+	cfg = cfg.withDefaults()
+	if err := Requirements(cfg.BinDir); err != nil {
+		return nil, err
+	}
+	if cfg.ProxyMode != "iptables" && cfg.ProxyMode != "nftables" {
+		return nil, fmt.Errorf("proxy mode %q: want iptables or nftables", cfg.ProxyMode)
+	}
+	if err := Down(cfg.Prefix, cfg.StateRoot); err != nil {
+		return nil, fmt.Errorf("remove stale lab %s: %w", cfg.Prefix, err)
+	}
+	l := &Lab{
+		Prefix:    cfg.Prefix,
+		Dir:       filepath.Join(cfg.StateRoot, cfg.Prefix),
+		ProxyMode: cfg.ProxyMode,
+		BinDir:    cfg.BinDir,
+		Started:   time.Now(),
+		Pods:      map[string]Pod{},
+	}
+	for i := 1; i <= cfg.Nodes; i++ {
+		l.Nodes = append(l.Nodes, newNode(cfg.Prefix, i))
+	}
+	if err := l.up(ctx); err != nil {
+		_ = l.Down()
+		return nil, fmt.Errorf("lab %s up: %w", cfg.Prefix, err)
+	}
+	return l, nil
+}
+
+func (l *Lab) up(ctx context.Context) error {
+	if err := os.RemoveAll(l.Dir); err != nil { // logs kept by HERALD_LAB_KEEP
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(l.Dir, "logs"), 0o755); err != nil {
+		return err
+	}
+	if err := l.save(); err != nil {
+		return err
+	}
+	if err := l.buildLabPod(ctx); err != nil {
+		return err
+	}
+	if err := l.buildNetwork(ctx); err != nil {
+		return err
+	}
+	frr := make(chan error, 1)
+	go func() { frr <- l.startRouter(ctx) }()
+	if err := l.startControlPlane(ctx); err != nil {
+		return err
+	}
+	if err := l.registerNodes(ctx); err != nil {
+		return err
+	}
+	if err := l.startProxies(ctx); err != nil {
+		return err
+	}
+	return <-frr
+}
+
+// Open attaches to a running lab by prefix.
+func Open(prefix, stateRoot string) (*Lab, error) {
+	if stateRoot == "" {
+		stateRoot = Config{}.withDefaults().StateRoot
+	}
+	b, err := os.ReadFile(filepath.Join(stateRoot, prefix, "lab.json"))
+	if err != nil {
+		return nil, fmt.Errorf("open lab %s: %w", prefix, err)
+	}
+	l := &Lab{}
+	if err := json.Unmarshal(b, l); err != nil {
+		return nil, fmt.Errorf("open lab %s: %w", prefix, err)
+	}
+	return l, nil
+}
+
+// save writes the lab's state; callers hold no lock.
+func (l *Lab) save() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.saveLocked()
+}
+
+func (l *Lab) saveLocked() error {
+	b, err := json.MarshalIndent(l, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(l.Dir, "lab.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(l.Dir, "lab.json"))
+}
+
+// start starts a process in ns and records it before returning.
+func (l *Lab) start(name, ns string, env []string, argv ...string) (Proc, error) {
+	p, err := startProc(name, ns, l.LogPath(name), env, argv...)
+	if err != nil {
+		return p, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Procs = append(l.Procs, p)
+	return p, l.saveLocked()
+}
+
+// LogPath is where the output of the lab process name goes.
+func (l *Lab) LogPath(name string) string { return filepath.Join(l.Dir, "logs", name+".log") }
+
+// Proc returns the recorded process of that name.
+func (l *Lab) Proc(name string) (Proc, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.Procs) - 1; i >= 0; i-- {
+		if l.Procs[i].Name == name {
+			return l.Procs[i], true
+		}
+	}
+	return Proc{}, false
+}
+
+// Bin is the path of a lab binary (etcd, kube-apiserver, ...).
+func (l *Lab) Bin(name string) string { return filepath.Join(l.BinDir, name) }
+
+// Kubeconfig is the admin kubeconfig (for kubectl inside the lab namespaces).
+func (l *Lab) Kubeconfig() string { return filepath.Join(l.Dir, "admin.kubeconfig") }
+
+// RESTConfig is an admin client configuration that works from the root
+// namespace: its connections are made inside the control-plane namespace.
+func (l *Lab) RESTConfig() (*rest.Config, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rest != nil {
+		return rest.CopyConfig(l.rest), nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", l.Kubeconfig())
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dial = DialContext(l.ControlPlaneNS())
+	cfg.QPS, cfg.Burst = 500, 1000
+	l.rest = cfg
+	return rest.CopyConfig(cfg), nil
+}
+
+// Kube is an admin clientset for the lab's API server.
+func (l *Lab) Kube() *kubernetes.Clientset {
+	l.mu.Lock()
+	k := l.kube
+	l.mu.Unlock()
+	if k != nil {
+		return k
+	}
+	cfg, err := l.RESTConfig()
+	if err != nil {
+		panic(fmt.Sprintf("lab %s: admin kubeconfig: %v", l.Prefix, err)) // written by Up
+	}
+	k = kubernetes.NewForConfigOrDie(cfg)
+	l.mu.Lock()
+	l.kube = k
+	l.mu.Unlock()
+	return k
+}
+
+// Down removes the lab: it ends every process it started and deletes every namespace.
+func (l *Lab) Down() error {
+	return Down(l.Prefix, filepath.Dir(l.Dir))
+}
