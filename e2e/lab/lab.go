@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -279,4 +280,14 @@ func (l *Lab) Kube() *kubernetes.Clientset {
 // Down removes the lab: it ends every process it started and deletes every namespace.
 func (l *Lab) Down() error {
 	return Down(l.Prefix, filepath.Dir(l.Dir))
+}
+
+// TestPrefix is a lab prefix for a test package: name plus a hash of the
+// working directory, so two checkouts testing at once never share a lab while
+// a rerun in one checkout replaces its own leftovers.
+func TestPrefix(name string) string {
+	wd, _ := os.Getwd()
+	h := fnv.New32a()
+	h.Write([]byte(wd))
+	return fmt.Sprintf("%s%04x", name, h.Sum32()&0xffff)
 }

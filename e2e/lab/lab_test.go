@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -38,7 +39,7 @@ func runWithLab(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Prefix: "hlabtest"})
+	l, err := lab.Up(ctx, lab.Config{Prefix: lab.TestPrefix("hlt")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab up:", err)
 		return 1
@@ -53,8 +54,17 @@ func runWithLab(m *testing.M) int {
 		_ = l.Down()
 		os.Exit(1)
 	}()
-	defer l.Down()
-	return m.Run()
+	code := m.Run()
+	procs := l.Procs
+	if err := l.Down(); err != nil {
+		fmt.Fprintln(os.Stderr, "lab down:", err)
+		return 1
+	}
+	if left := lab.Leftovers(l.Prefix, procs); len(left) > 0 {
+		fmt.Fprintln(os.Stderr, "lab down left:", left)
+		return 1
+	}
+	return code
 }
 
 func needLab(t *testing.T) *lab.Lab {
@@ -266,7 +276,7 @@ func TestClientNeighbourTable(t *testing.T) {
 func TestSecondLabNFTablesStaleAndTeardown(t *testing.T) {
 	needLab(t)
 	ctx := t.Context()
-	cfg := lab.Config{Prefix: "hlabtest2", Nodes: 1, ProxyMode: "nftables"}
+	cfg := lab.Config{Prefix: lab.TestPrefix("hlu"), Nodes: 1, ProxyMode: "nftables"}
 	stale, err := lab.Up(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -296,6 +306,36 @@ func TestSecondLabNFTablesStaleAndTeardown(t *testing.T) {
 	}
 	if _, err := os.Stat(l.Dir); os.Getenv("HERALD_LAB_KEEP") == "" && err == nil {
 		t.Errorf("Down left the state directory %s", l.Dir)
+	}
+}
+
+// Without root the lab's tests skip with the reason instead of hanging.
+func TestWithoutRootSkips(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("already not root: every lab test here skips")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} { // nobody must reach the copy
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "lab.test")
+	if b, err := os.ReadFile(self); err != nil || os.WriteFile(bin, b, 0o755) != nil {
+		t.Fatal("copy test binary:", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestNodesReady$", "-test.v")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SKIP") || !strings.Contains(string(out), "needs root") {
+		t.Fatalf("as nobody: err=%v output:\n%s", err, out)
 	}
 }
 
