@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,13 +37,16 @@ type Config struct {
 	BinDir string
 	// StateRoot holds each lab's directory (default /run/herald-lab).
 	StateRoot string
+	// ControlPlaneOnly builds just the bridge and the control plane: no
+	// nodes, router or clients (for controller tests).
+	ControlPlaneOnly bool
 }
 
 func (c Config) withDefaults() Config {
 	if c.Prefix == "" {
 		c.Prefix = "hlab"
 	}
-	if c.Nodes == 0 {
+	if c.Nodes == 0 && !c.ControlPlaneOnly {
 		c.Nodes = 3
 	}
 	if c.ProxyMode == "" {
@@ -73,13 +77,15 @@ type Lab struct {
 	Prefix    string    `json:"prefix"`
 	Dir       string    `json:"dir"`
 	ProxyMode string    `json:"proxyMode"`
+	Minimal   bool      `json:"minimal"` // ControlPlaneOnly
 	BinDir    string    `json:"binDir"`
 	Nodes     []Node    `json:"nodes"`
 	Started   time.Time `json:"started"`
 
-	mu    sync.Mutex
-	Procs []Proc         `json:"procs"`
-	Pods  map[string]Pod `json:"pods"` // by namespace/name
+	mu      sync.Mutex
+	buildMu sync.Mutex
+	Procs   []Proc         `json:"procs"`
+	Pods    map[string]Pod `json:"pods"` // by namespace/name
 
 	kube *kubernetes.Clientset
 	rest *rest.Config
@@ -129,6 +135,7 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		Dir:       filepath.Join(cfg.StateRoot, cfg.Prefix),
 		ProxyMode: cfg.ProxyMode,
 		BinDir:    cfg.BinDir,
+		Minimal:   cfg.ControlPlaneOnly,
 		Started:   time.Now(),
 		Pods:      map[string]Pod{},
 	}
@@ -157,6 +164,9 @@ func (l *Lab) up(ctx context.Context) error {
 	}
 	if err := l.buildNetwork(ctx); err != nil {
 		return err
+	}
+	if l.Minimal {
+		return l.startControlPlane(ctx)
 	}
 	frr := make(chan error, 1)
 	go func() { frr <- l.startRouter(ctx) }()
@@ -217,6 +227,20 @@ func (l *Lab) start(name, ns string, env []string, argv ...string) (Proc, error)
 	defer l.mu.Unlock()
 	l.Procs = append(l.Procs, p)
 	return p, l.saveLocked()
+}
+
+// StartProcess starts argv inside namespace ns as a lab process: its output
+// goes to LogPath(name) and Down ends it.
+func (l *Lab) StartProcess(name, ns string, argv ...string) (Proc, error) {
+	return l.start(name, ns, nil, argv...)
+}
+
+// ForgetProcess drops a process that has ended from the lab's records.
+func (l *Lab) ForgetProcess(p Proc) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Procs = slices.DeleteFunc(l.Procs, func(q Proc) bool { return q == p })
+	_ = l.saveLocked()
 }
 
 // LogPath is where the output of the lab process name goes.

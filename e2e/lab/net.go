@@ -107,12 +107,23 @@ func (l *Lab) labpod() string { return filepath.Join(l.Dir, "labpod") }
 
 // buildLabPod compiles the pod server (the go build cache makes this quick).
 func (l *Lab) buildLabPod(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", l.labpod(), "github.com/heraldlb/herald/e2e/cmd/labpod")
+	_, err := l.Build(ctx, "github.com/heraldlb/herald/e2e/cmd/labpod")
+	return err
+}
+
+// Build compiles a main package of the Herald module into the lab's
+// directory and returns the binary's path. It must run inside the module
+// (tests and `go run` from the checkout do).
+func (l *Lab) Build(ctx context.Context, pkg string) (string, error) {
+	out := filepath.Join(l.Dir, filepath.Base(pkg))
+	l.buildMu.Lock() // one build per binary at a time; the go cache makes repeats cheap
+	defer l.buildMu.Unlock()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build labpod (run from inside the herald module): %w: %s", err, out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s (run from inside the herald module): %w: %s", pkg, err, b)
 	}
-	return nil
+	return out, nil
 }
 
 // HTTPGetEventually retries HTTPGet until it succeeds or timeout passes, for

@@ -84,10 +84,11 @@ type member struct {
 
 // buildNetwork creates every namespace and link of the lab.
 func (l *Lab) buildNetwork(ctx context.Context) error {
-	members := []member{
-		{ns: l.RouterNS(), port: "router", ipv4: Router4, ipv6: Router6},
-		{ns: l.ControlPlaneNS(), port: "cp", ipv4: APIServer4, ipv6: APIServer6, routes: defaultRoutes()},
-		{ns: l.ClientNS(), port: "client", ipv4: Client4, ipv6: Client6, routes: defaultRoutes()},
+	members := []member{{ns: l.ControlPlaneNS(), port: "cp", ipv4: APIServer4, ipv6: APIServer6, routes: defaultRoutes()}}
+	if !l.Minimal {
+		members = append(members,
+			member{ns: l.RouterNS(), port: "router", ipv4: Router4, ipv6: Router6},
+			member{ns: l.ClientNS(), port: "client", ipv4: Client4, ipv6: Client6, routes: defaultRoutes()})
 	}
 	for _, n := range l.Nodes {
 		m := member{ns: n.NS, port: n.Name, ipv4: n.IPv4, ipv6: n.IPv6, routes: defaultRoutes()}
@@ -98,7 +99,10 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		}
 		members = append(members, m)
 	}
-	all := []string{l.NetNS(), l.ExternalNS()}
+	all := []string{l.NetNS()}
+	if !l.Minimal {
+		all = append(all, l.ExternalNS())
+	}
 	for _, m := range members {
 		all = append(all, m.ns)
 	}
@@ -133,6 +137,9 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		if err := ipBatch(ctx, m.ns, lines); err != nil {
 			return err
 		}
+	}
+	if l.Minimal {
+		return nil
 	}
 	ext := []string{
 		fmt.Sprintf("link add eth1 type veth peer name eth0 netns %s", l.ExternalNS()),

@@ -1,0 +1,46 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// HeraldNamespace holds Herald's ConfigMap, Lease and Secrets in the lab.
+const HeraldNamespace = "herald-system"
+
+// ApplyHeraldConfig creates or replaces the ConfigMap herald-system/herald.
+func (l *Lab) ApplyHeraldConfig(ctx context.Context, text string) error {
+	if err := l.ensureNamespace(ctx, HeraldNamespace); err != nil {
+		return err
+	}
+	cms := l.Kube().CoreV1().ConfigMaps(HeraldNamespace)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "herald", Namespace: HeraldNamespace}, Data: map[string]string{"config.yaml": text}}
+	_, err := cms.Update(ctx, cm, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+	}
+	return err
+}
+
+// StartController builds herald-controller (once per lab) and runs it in the
+// control-plane namespace as process name, with the admin kubeconfig and
+// the given extra flags.
+func (l *Lab) StartController(ctx context.Context, name string, flags ...string) (Proc, error) {
+	bin, err := l.Build(ctx, "github.com/heraldlb/herald/cmd/herald-controller")
+	if err != nil {
+		return Proc{}, err
+	}
+	if err := l.ensureNamespace(ctx, HeraldNamespace); err != nil {
+		return Proc{}, err
+	}
+	argv := append([]string{bin, "--kubeconfig=" + l.Kubeconfig(), "--namespace=" + HeraldNamespace}, flags...)
+	p, err := l.StartProcess(name, l.ControlPlaneNS(), argv...)
+	if err != nil {
+		return p, fmt.Errorf("start %s: %w", name, err)
+	}
+	return p, nil
+}
