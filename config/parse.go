@@ -1,0 +1,163 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults filled in by Parse for fields a document leaves out.
+const (
+	DefaultBGPPort          = 179
+	DefaultHoldTime         = 90 * time.Second // RFC 4271 suggests 90s; keepalive defaults to a third of it
+	DefaultConnectTime      = 5 * time.Second
+	DefaultBFDInterval      = 300 * time.Millisecond // receive and transmit
+	DefaultDetectMultiplier = 3
+)
+
+// Parse reads Herald's configuration document (YAML, camelCase keys) into a
+// validated model with every default filled in and every slice sorted by
+// name. It is strict: an unknown field is an error. On failure it returns
+// every problem found, joined with errors.Join, each starting with the place
+// it concerns, as in
+//
+//	pools[2].addresses[0]: "10.0.0.5-10.0.0.1": range start after end
+//
+// Defaults: autoAssign true; port 179; holdTime 90s; keepaliveTime a third
+// of holdTime (0 when holdTime is 0); connectTime 5s; aggregationLength 32
+// and aggregationLengthV6 128; an absent selector selects everything; BFD
+// intervals 300ms and detectMultiplier 3. Addresses listed twice in one pool,
+// or overlapping there, are merged; an address in two pools is an error.
+// An empty document is a valid configuration with nothing in it.
+func Parse(b []byte) (*Config, error) {
+	probs := newProblems()
+	var doc document
+	if !decodeDocument(b, &doc, probs) {
+		return nil, probs.err()
+	}
+	doc.locate()
+	cfg := validate(&doc, probs)
+	if err := probs.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// document is Herald's configuration as written, before validation. Fields
+// whose absence means "default" are pointers; durations stay text until
+// validation so that their errors name their place.
+type document struct {
+	Pools             []rawPool             `yaml:"pools"`
+	L2Advertisements  []rawL2Advertisement  `yaml:"l2Advertisements"`
+	BGPPeers          []rawPeer             `yaml:"bgpPeers"`
+	BFDProfiles       []rawBFDProfile       `yaml:"bfdProfiles"`
+	Communities       []rawCommunity        `yaml:"communities"`
+	BGPAdvertisements []rawBGPAdvertisement `yaml:"bgpAdvertisements"`
+}
+
+// locate gives every element of a Herald document its place.
+func (d *document) locate() {
+	for i := range d.Pools {
+		d.Pools[i].at = place{path: fmt.Sprintf("pools[%d]", i)}
+	}
+	for i := range d.L2Advertisements {
+		d.L2Advertisements[i].at = place{path: fmt.Sprintf("l2Advertisements[%d]", i)}
+	}
+	for i := range d.BGPPeers {
+		d.BGPPeers[i].at = place{path: fmt.Sprintf("bgpPeers[%d]", i)}
+	}
+	for i := range d.BFDProfiles {
+		d.BFDProfiles[i].at = place{path: fmt.Sprintf("bfdProfiles[%d]", i)}
+	}
+	for i := range d.Communities {
+		d.Communities[i].at = place{path: fmt.Sprintf("communities[%d]", i)}
+	}
+	for i := range d.BGPAdvertisements {
+		d.BGPAdvertisements[i].at = place{path: fmt.Sprintf("bgpAdvertisements[%d]", i)}
+	}
+}
+
+type rawPool struct {
+	Name          string         `yaml:"name"`
+	Addresses     []string       `yaml:"addresses"`
+	AutoAssign    *bool          `yaml:"autoAssign"`
+	AvoidBuggyIPs bool           `yaml:"avoidBuggyIPs"`
+	Allocation    *rawAllocation `yaml:"allocation"`
+	at            place
+}
+
+type rawAllocation struct {
+	Namespaces        []string     `yaml:"namespaces"`
+	NamespaceSelector *rawSelector `yaml:"namespaceSelector"`
+	ServiceSelector   *rawSelector `yaml:"serviceSelector"`
+	Priority          int64        `yaml:"priority"`
+}
+
+// rawSelector is a Kubernetes label selector as written.
+type rawSelector struct {
+	MatchLabels      map[string]string `yaml:"matchLabels"`
+	MatchExpressions []rawRequirement  `yaml:"matchExpressions"`
+}
+
+type rawRequirement struct {
+	Key      string   `yaml:"key"`
+	Operator string   `yaml:"operator"`
+	Values   []string `yaml:"values"`
+}
+
+type rawL2Advertisement struct {
+	Name         string       `yaml:"name"`
+	Pools        []string     `yaml:"pools"`
+	NodeSelector *rawSelector `yaml:"nodeSelector"`
+	Interfaces   []string     `yaml:"interfaces"`
+	at           place
+}
+
+type rawPeer struct {
+	Name            string        `yaml:"name"`
+	Address         string        `yaml:"address"`
+	Port            *int64        `yaml:"port"`
+	ASN             *int64        `yaml:"asn"`
+	MyASN           *int64        `yaml:"myASN"`
+	RouterID        string        `yaml:"routerID"`
+	SourceAddress   string        `yaml:"sourceAddress"`
+	HoldTime        *string       `yaml:"holdTime"`
+	KeepaliveTime   *string       `yaml:"keepaliveTime"`
+	ConnectTime     *string       `yaml:"connectTime"`
+	EBGPMultihop    bool          `yaml:"ebgpMultihop"`
+	PasswordSecret  *rawSecretRef `yaml:"passwordSecret"`
+	BFDProfile      string        `yaml:"bfdProfile"`
+	GracefulRestart bool          `yaml:"gracefulRestart"`
+	NodeSelector    *rawSelector  `yaml:"nodeSelector"`
+	at              place
+}
+
+type rawSecretRef struct {
+	Name string `yaml:"name"`
+	Key  string `yaml:"key"`
+}
+
+type rawBFDProfile struct {
+	Name             string  `yaml:"name"`
+	ReceiveInterval  *string `yaml:"receiveInterval"`
+	TransmitInterval *string `yaml:"transmitInterval"`
+	DetectMultiplier *int64  `yaml:"detectMultiplier"`
+	at               place
+}
+
+type rawCommunity struct {
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
+	at    place
+}
+
+type rawBGPAdvertisement struct {
+	Name                string       `yaml:"name"`
+	Pools               []string     `yaml:"pools"`
+	Peers               []string     `yaml:"peers"`
+	AggregationLength   *int64       `yaml:"aggregationLength"`
+	AggregationLengthV6 *int64       `yaml:"aggregationLengthV6"`
+	LocalPref           *int64       `yaml:"localPref"`
+	Communities         []string     `yaml:"communities"`
+	NodeSelector        *rawSelector `yaml:"nodeSelector"`
+	at                  place
+}

@@ -1,0 +1,132 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// maxProblems bounds the list of problems: past it a document is not worth
+// reading further, and a crafted one could otherwise make millions.
+const maxProblems = 100
+
+// problems collects everything wrong with a document, each entry starting
+// with the place it concerns.
+type problems struct {
+	list []error
+	// seen drops repeats: a generated entry (from a MetalLB document) can
+	// meet the same problem as the entry it was made from.
+	seen map[string]bool
+	// undecoded holds the places whose value was of the wrong kind, so that
+	// validation does not report them again as missing.
+	undecoded map[string]bool
+	dropped   bool
+}
+
+func newProblems() *problems {
+	return &problems{seen: map[string]bool{}, undecoded: map[string]bool{}}
+}
+
+// add records err at place at.
+func (p *problems) add(at string, err error) {
+	if p.under(at) {
+		return
+	}
+	e := fmt.Errorf("%s: %w", at, err)
+	if p.seen[e.Error()] {
+		return
+	}
+	if p.full() {
+		p.dropped = true
+		return
+	}
+	p.seen[e.Error()] = true
+	p.list = append(p.list, e)
+}
+
+// addf records a new error at place at.
+func (p *problems) addf(at, format string, args ...any) {
+	p.add(at, fmt.Errorf(format, args...))
+}
+
+// undecodable records that the value at place at could not be read.
+func (p *problems) undecodable(at string, err error) {
+	p.add(at, err)
+	p.undecoded[at] = true
+}
+
+// under reports whether at is, or lies within, a place that could not be read.
+func (p *problems) under(at string) bool {
+	if len(p.undecoded) == 0 {
+		return false
+	}
+	for i := range len(at) {
+		if (at[i] == '.' || at[i] == '[') && p.undecoded[at[:i]] {
+			return true
+		}
+	}
+	return p.undecoded[at]
+}
+
+func (p *problems) full() bool { return len(p.list) >= maxProblems }
+
+// err joins every problem, or returns nil when there is none.
+func (p *problems) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	list := p.list
+	if p.dropped {
+		list = append(list, fmt.Errorf("too many problems: only the first %d are listed", maxProblems))
+	}
+	return errors.Join(list...)
+}
+
+// place names an element of the document in that document's own words: a
+// MetalLB document converted to Herald's reports "peers[0].peer-asn" where
+// a Herald one reports "bgpPeers[0].asn".
+type place struct {
+	path string
+	// keys maps Herald field names to the source document's keys; a field
+	// mapped to "" has no key of its own and is reported at path. Nil
+	// means the source is a Herald document.
+	keys map[string]string
+}
+
+// field names a field of the element.
+func (p place) field(name string) string {
+	if k, ok := p.keys[name]; ok {
+		if k == "" {
+			return p.path
+		}
+		name = k
+	}
+	if p.path == "" {
+		return name
+	}
+	return p.path + "." + name
+}
+
+// item names element i of a list field.
+func (p place) item(name string, i int) string {
+	if k, ok := p.keys[name]; ok && k == "" {
+		return p.path
+	}
+	return fmt.Sprintf("%s[%d]", p.field(name), i)
+}
+
+// sub is the place of a nested object.
+func (p place) sub(name string) place {
+	return place{path: p.field(name), keys: p.keys}
+}
+
+// join appends a key to a decoding path.
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	if strings.ContainsAny(key, ".[] ") {
+		return fmt.Sprintf("%s[%q]", path, key)
+	}
+	return path + "." + key
+}

@@ -1,0 +1,322 @@
+package config
+
+import (
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// communityDef is a defined community name; ok is false when its value is bad.
+type communityDef struct {
+	value CommunityValue
+	ok    bool
+}
+
+// communities checks the community definitions and returns them by name,
+// so that advertisements can refer to them.
+func (v *validator) communities(raw []rawCommunity, cfg *Config) map[string]communityDef {
+	used := names{}
+	defs := make(map[string]communityDef, len(raw))
+	for _, rc := range raw {
+		v.name(rc.at, rc.Name, used)
+		var def communityDef
+		if rc.Value == "" {
+			v.probs.addf(rc.at.field("value"), "required")
+		} else if c, err := ParseCommunity(rc.Value); err != nil {
+			v.probs.add(rc.at.field("value"), err)
+		} else {
+			def = communityDef{value: c, ok: true}
+			cfg.Communities = append(cfg.Communities, Community{Name: rc.Name, Value: c})
+		}
+		if _, dup := defs[rc.Name]; !dup {
+			defs[rc.Name] = def
+		}
+	}
+	return defs
+}
+
+// BFD timers: RFC 5880 carries microseconds; these bounds keep to what
+// BFD implementations accept and what makes sense on a network.
+const (
+	minBFDInterval = 10 * time.Millisecond
+	maxBFDInterval = 60 * time.Second
+)
+
+func (v *validator) bfdProfiles(raw []rawBFDProfile, cfg *Config) names {
+	used := names{}
+	for _, rb := range raw {
+		at := rb.at
+		v.name(at, rb.Name, used)
+		p := BFDProfile{Name: rb.Name}
+		for _, t := range []struct {
+			field string
+			raw   *string
+			out   *time.Duration
+		}{
+			{"receiveInterval", rb.ReceiveInterval, &p.ReceiveInterval},
+			{"transmitInterval", rb.TransmitInterval, &p.TransmitInterval},
+		} {
+			d, ok := v.duration(at.field(t.field), t.raw, DefaultBFDInterval)
+			if ok && (d < minBFDInterval || d > maxBFDInterval) {
+				v.probs.addf(at.field(t.field), "%s: must be %s-%s", d, minBFDInterval, maxBFDInterval)
+			}
+			*t.out = d
+		}
+		m, _ := v.integer(at.field("detectMultiplier"), rb.DetectMultiplier, DefaultDetectMultiplier, 2, 255)
+		p.DetectMultiplier = uint32(m)
+		cfg.BFDProfiles = append(cfg.BFDProfiles, p)
+	}
+	return used
+}
+
+// BGP's hold time is whole seconds in a 16-bit field (RFC 4271 4.2).
+const (
+	minHoldTime = 3 * time.Second
+	maxHoldTime = math.MaxUint16 * time.Second
+)
+
+// peers checks the BGP peers and returns their names. Two peers may not
+// share an address and port: the speaker could not tell their sessions apart.
+func (v *validator) peers(raw []rawPeer, bfdProfiles names, cfg *Config) names {
+	used := names{}
+	type endpoint struct {
+		addr netip.Addr
+		port uint16
+	}
+	endpoints := map[endpoint]string{}
+	for _, rp := range raw {
+		at := rp.at
+		v.name(at, rp.Name, used)
+		p := BGPPeer{
+			Name:            rp.Name,
+			EBGPMultihop:    rp.EBGPMultihop,
+			GracefulRestart: rp.GracefulRestart,
+			NodeSelector:    v.selector(at.sub("nodeSelector"), rp.NodeSelector),
+		}
+		if rp.Address == "" {
+			v.probs.addf(at.field("address"), "required")
+		} else {
+			p.Address = v.unicast(at.field("address"), rp.Address)
+		}
+		port, portOK := v.integer(at.field("port"), rp.Port, DefaultBGPPort, 1, math.MaxUint16)
+		p.Port = uint16(port)
+		p.ASN = v.asn(at.field("asn"), rp.ASN)
+		p.MyASN = v.asn(at.field("myASN"), rp.MyASN)
+		if rp.RouterID != "" {
+			p.RouterID = v.routerID(at.field("routerID"), rp.RouterID)
+		}
+		if rp.SourceAddress != "" {
+			p.SourceAddress = v.unicast(at.field("sourceAddress"), rp.SourceAddress)
+			if p.Address.IsValid() && p.SourceAddress.IsValid() && p.Address.Is4() != p.SourceAddress.Is4() {
+				v.probs.addf(at.field("sourceAddress"), "%s is not of the family of address %s", p.SourceAddress, p.Address)
+			}
+		}
+		p.HoldTime, p.KeepaliveTime = v.timers(at, rp)
+		if d, ok := v.duration(at.field("connectTime"), rp.ConnectTime, DefaultConnectTime); ok && d == 0 {
+			v.probs.addf(at.field("connectTime"), "must be more than 0")
+		} else {
+			p.ConnectTime = d
+		}
+		if rp.PasswordSecret != nil {
+			p.PasswordSecret = v.secretRef(at.sub("passwordSecret"), *rp.PasswordSecret)
+		}
+		if rp.BFDProfile != "" {
+			if _, ok := bfdProfiles[rp.BFDProfile]; !ok {
+				v.probs.addf(at.field("bfdProfile"), "%q is not defined in bfdProfiles", rp.BFDProfile)
+			}
+			p.BFDProfile = rp.BFDProfile
+		}
+		if p.Address.IsValid() && portOK {
+			e := endpoint{p.Address, p.Port}
+			if first, dup := endpoints[e]; dup {
+				v.probs.addf(at.field("address"), "%s port %d is already the peer of %s", p.Address, p.Port, first)
+			} else {
+				endpoints[e] = at.path
+			}
+		}
+		cfg.BGPPeers = append(cfg.BGPPeers, p)
+	}
+	return used
+}
+
+// routerID reads a BGP identifier: RFC 4271 makes it a non-zero 32-bit
+// number, written as an IPv4 address.
+func (v *validator) routerID(at, s string) netip.Addr {
+	id, err := parseAddr(s)
+	switch {
+	case err != nil:
+		v.probs.add(at, err)
+	case !id.Is4() || id.IsUnspecified():
+		v.probs.addf(at, "%s: must be a non-zero IPv4 address", id)
+	default:
+		return id
+	}
+	return netip.Addr{}
+}
+
+// secretRef checks a reference to a key of a Secret.
+func (v *validator) secretRef(at place, s rawSecretRef) *SecretRef {
+	if s.Name == "" {
+		v.probs.addf(at.field("name"), "required")
+	} else if len(validation.IsDNS1123Subdomain(s.Name)) > 0 {
+		v.probs.addf(at.field("name"), "%q: not a Secret name (a DNS subdomain)", s.Name)
+	}
+	if s.Key == "" {
+		v.probs.addf(at.field("key"), "required")
+	} else if msgs := validation.IsConfigMapKey(s.Key); len(msgs) > 0 {
+		v.probs.addf(at.field("key"), "%q: not a Secret key: %s", s.Key, strings.Join(msgs, "; "))
+	}
+	return &SecretRef{Name: s.Name, Key: s.Key}
+}
+
+var broadcast4 = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// unicast reads the address of a BGP speaker.
+func (v *validator) unicast(at, s string) netip.Addr {
+	a, err := parseAddr(s)
+	switch {
+	case err != nil:
+		v.probs.add(at, err)
+	case a.IsUnspecified() || a.IsMulticast() || a == broadcast4:
+		v.probs.addf(at, "%s: not a unicast address", a)
+	default:
+		return a
+	}
+	return netip.Addr{}
+}
+
+func (v *validator) asn(at string, n *int64) uint32 {
+	if n == nil {
+		v.probs.addf(at, "required")
+		return 0
+	}
+	asn, _ := v.integer(at, n, 0, 1, math.MaxUint32)
+	return uint32(asn)
+}
+
+// timers reads a peer's hold and keepalive times.
+func (v *validator) timers(at place, rp rawPeer) (hold, keepalive time.Duration) {
+	hf, kf := at.field("holdTime"), at.field("keepaliveTime")
+	hold, holdOK := v.duration(hf, rp.HoldTime, DefaultHoldTime)
+	if holdOK && hold != 0 {
+		switch {
+		case hold < minHoldTime || hold > maxHoldTime:
+			v.probs.addf(hf, "%s: must be 0 or %s-%s", hold, minHoldTime, maxHoldTime)
+			holdOK = false
+		case hold%time.Second != 0:
+			v.probs.addf(hf, "%s: must be whole seconds (BGP carries seconds)", hold)
+			holdOK = false
+		}
+	}
+	if rp.KeepaliveTime == nil {
+		return hold, hold / 3
+	}
+	keepalive, ok := v.duration(kf, rp.KeepaliveTime, 0)
+	switch {
+	case !ok || !holdOK:
+	case hold == 0 && keepalive != 0:
+		v.probs.addf(kf, "%s: must be 0 when holdTime is 0 (no keepalives without a hold timer)", keepalive)
+	case hold != 0 && (keepalive == 0 || keepalive >= hold):
+		v.probs.addf(kf, "%s: must be more than 0 and less than holdTime %s", keepalive, hold)
+	}
+	return hold, keepalive
+}
+
+func (v *validator) bgpAdvertisements(raw []rawBGPAdvertisement, pools poolSet, peers names, communities map[string]communityDef, cfg *Config) {
+	used := names{}
+	for _, ra := range raw {
+		at := ra.at
+		v.name(at, ra.Name, used)
+		a := BGPAdvertisement{
+			Name:         ra.Name,
+			Pools:        v.refs(at, "pools", ra.Pools, pools.names, "pools"),
+			Peers:        v.refs(at, "peers", ra.Peers, peers, "bgpPeers"),
+			NodeSelector: v.selector(at.sub("nodeSelector"), ra.NodeSelector),
+		}
+		lengths := [2]struct {
+			field string
+			raw   *int64
+			bits  int64
+			out   *int
+		}{
+			{"aggregationLength", ra.AggregationLength, 32, &a.AggregationLength},
+			{"aggregationLengthV6", ra.AggregationLengthV6, 128, &a.AggregationLengthV6},
+		}
+		for f, l := range lengths {
+			n, ok := v.integer(at.field(l.field), l.raw, l.bits, 0, l.bits)
+			*l.out = int(n)
+			if ok {
+				v.aggregation(at.field(l.field), f, int(n), ra.Pools, pools)
+			}
+		}
+		pref, _ := v.integer(at.field("localPref"), ra.LocalPref, 0, 0, math.MaxUint32)
+		a.LocalPref = uint32(pref)
+		for i, s := range ra.Communities {
+			if c, ok := v.community(at.item("communities", i), s, communities); ok {
+				a.Communities = append(a.Communities, c)
+			}
+		}
+		slices.SortFunc(a.Communities, compareCommunities)
+		a.Communities = slices.Compact(a.Communities)
+		cfg.BGPAdvertisements = append(cfg.BGPAdvertisements, a)
+	}
+}
+
+// aggregation checks that aggregating to length n never covers an address
+// outside any pool advertised (the listed ones, or all when none is listed):
+// every range of the family must be made of whole /n blocks.
+func (v *validator) aggregation(at string, f, n int, listed []string, pools poolSet) {
+	check := func(p *poolInfo) {
+		if p.minAgg[f] <= n {
+			return
+		}
+		for _, r := range p.ranges {
+			if family(r) != f || r.minAggregation() <= n {
+				continue
+			}
+			edge := r.From
+			if netip.PrefixFrom(edge, n).Masked().Addr() == edge {
+				edge = r.To
+			}
+			v.probs.addf(at, "%d does not fit pool %q: %s is not made of whole /%d blocks, so the aggregate %s would cover addresses outside the pool; use %d or more",
+				n, p.name, r, n, netip.PrefixFrom(edge, n).Masked(), p.minAgg[f])
+			return
+		}
+	}
+	if len(listed) == 0 {
+		// byAgg is sorted longest first: stop at the first pool that fits.
+		for _, p := range pools.byAgg[f] {
+			if p.minAgg[f] <= n || v.probs.full() {
+				return
+			}
+			check(p)
+		}
+		return
+	}
+	for _, name := range listed {
+		if p, ok := pools.byName[name]; ok {
+			check(p)
+		}
+	}
+}
+
+// community resolves a community literal or a defined name.
+func (v *validator) community(at, s string, defs map[string]communityDef) (CommunityValue, bool) {
+	if strings.Contains(s, ":") {
+		c, err := ParseCommunity(s)
+		if err != nil {
+			v.probs.add(at, err)
+			return CommunityValue{}, false
+		}
+		return c, true
+	}
+	def, ok := defs[s]
+	if !ok {
+		v.probs.addf(at, "%q is not defined in communities, nor of the form a:b or large:a:b:c", s)
+	}
+	return def.value, def.ok
+}
