@@ -81,6 +81,9 @@ type Lab struct {
 	BinDir    string    `json:"binDir"`
 	Nodes     []Node    `json:"nodes"`
 	Started   time.Time `json:"started"`
+	// Owner is the process that brought the lab up. While it lives, no other
+	// process's Up replaces the lab (a CLI's lab outlives its owner).
+	Owner Proc `json:"owner"`
 
 	mu      sync.Mutex
 	buildMu sync.Mutex
@@ -127,24 +130,33 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if cfg.ProxyMode != "iptables" && cfg.ProxyMode != "nftables" {
 		return nil, fmt.Errorf("proxy mode %q: want iptables or nftables", cfg.ProxyMode)
 	}
-	if err := Down(cfg.Prefix, cfg.StateRoot); err != nil {
-		return nil, fmt.Errorf("remove stale lab %s: %w", cfg.Prefix, err)
+	prefix, err := freePrefix(cfg.Prefix, cfg.StateRoot)
+	if err != nil {
+		return nil, err
+	}
+	if err := Down(prefix, cfg.StateRoot); err != nil {
+		return nil, fmt.Errorf("remove stale lab %s: %w", prefix, err)
+	}
+	self, err := startTime(os.Getpid())
+	if err != nil {
+		return nil, err
 	}
 	l := &Lab{
-		Prefix:    cfg.Prefix,
-		Dir:       filepath.Join(cfg.StateRoot, cfg.Prefix),
+		Prefix:    prefix,
+		Dir:       filepath.Join(cfg.StateRoot, prefix),
 		ProxyMode: cfg.ProxyMode,
 		BinDir:    cfg.BinDir,
 		Minimal:   cfg.ControlPlaneOnly,
 		Started:   time.Now(),
+		Owner:     Proc{Name: "owner", PID: os.Getpid(), Start: self},
 		Pods:      map[string]Pod{},
 	}
 	for i := 1; i <= cfg.Nodes; i++ {
-		l.Nodes = append(l.Nodes, newNode(cfg.Prefix, i))
+		l.Nodes = append(l.Nodes, newNode(prefix, i))
 	}
 	if err := l.up(ctx); err != nil {
 		_ = l.Down()
-		return nil, fmt.Errorf("lab %s up: %w", cfg.Prefix, err)
+		return nil, fmt.Errorf("lab %s up: %w", prefix, err)
 	}
 	return l, nil
 }
@@ -180,6 +192,20 @@ func (l *Lab) up(ctx context.Context) error {
 		return err
 	}
 	return <-frr
+}
+
+// freePrefix returns prefix, or prefix with a letter appended, whichever
+// first names no lab whose owner still runs: a leftover is replaced, a lab in
+// use by another live process (a concurrent test run) is left alone.
+func freePrefix(prefix, stateRoot string) (string, error) {
+	for _, suffix := range []string{"", "b", "c", "d", "e", "f"} {
+		p := prefix + suffix
+		l, err := Open(p, stateRoot)
+		if err != nil || l.Owner.PID == 0 || l.Owner.PID == os.Getpid() || !l.Owner.Alive() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("labs %s..%sf are all in use by live processes", prefix, prefix)
 }
 
 // Open attaches to a running lab by prefix.

@@ -24,6 +24,14 @@ func demo(ctx context.Context, cfg lab.Config) error {
 		return err
 	}
 	kube := l.Kube()
+	fmt.Println("\n== starting herald-controller with the demo pool")
+	fmt.Print(demoConfig)
+	if err := l.ApplyHeraldConfig(ctx, demoConfig); err != nil {
+		return err
+	}
+	if _, err := l.StartController(ctx, "herald-controller", "--metrics-addr=127.0.0.1:7472"); err != nil {
+		return err
+	}
 	fmt.Println("\n== deploying the sample app: 3 pods (one per node) behind Service demo/web (type LoadBalancer)")
 	for i, n := range l.Nodes {
 		if i == 3 {
@@ -49,10 +57,23 @@ func demo(ctx context.Context, cfg lab.Config) error {
 	if err := l.WaitReadyEndpoints(ctx, "demo", "web", len(l.Nodes), 30*time.Second); err != nil {
 		return err
 	}
+	vip, err := waitExternalIP(ctx, l, "demo", "web", 30*time.Second)
+	if err != nil {
+		return err
+	}
 	kubectl(l, "get", "nodes", "-o", "wide")
 	kubectl(l, "-n", "demo", "get", "pods,svc,endpointslices", "-o", "wide")
-	fmt.Println("\nEXTERNAL-IP stays <pending> until Herald's controller lands (issue: controller);")
-	fmt.Println("until then the app is reached through its NodePort.")
+	kubectl(l, "-n", "demo", "get", "events", "--field-selector", "involvedObject.name=web")
+
+	url := "http://" + net.JoinHostPort(vip, "80") + "/"
+	fmt.Printf("\n== from node1, GET the EXTERNAL-IP %s (kube-proxy's LoadBalancer rule):\n", vip)
+	body, err := l.HTTPGetEventually(ctx, l.Nodes[0].NS, url, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("GET %s from node1: %w", url, err)
+	}
+	fmt.Printf("  %-32s -> %s", url, body)
+	fmt.Println("\nThe client on the lab network reaches the EXTERNAL-IP once the L2 speaker lands")
+	fmt.Println("(it answers ARP/NDP for it); until then the client uses the NodePort:")
 
 	port := strconv.Itoa(int(svc.Spec.Ports[0].NodePort))
 	fmt.Printf("\n== from the client namespace (%s), GET each node's NodePort %s:\n", lab.Client4, port)
@@ -71,6 +92,28 @@ The lab keeps running. Try:
 Tear it down with: make demo-down
 `, l.Nodes[0].IPv4, port)
 	return nil
+}
+
+// demoConfig gives the demo one pool on the lab network, both families.
+const demoConfig = `pools:
+- name: demo
+  addresses: ["198.51.100.200-198.51.100.250", "2001:db8:1::200-2001:db8:1::250"]
+l2Advertisements:
+- name: demo
+  pools: [demo]
+`
+
+// waitExternalIP waits for the controller to give the Service an address.
+func waitExternalIP(ctx context.Context, l *lab.Lab, ns, name string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		svc, err := l.Kube().CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && len(svc.Status.LoadBalancer.Ingress) > 0 {
+			return svc.Status.LoadBalancer.Ingress[0].IP, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "", fmt.Errorf("service %s/%s got no EXTERNAL-IP in %s; see %s", ns, name, timeout, l.LogPath("herald-controller"))
 }
 
 func kubectl(l *lab.Lab, args ...string) {
