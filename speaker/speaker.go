@@ -1,0 +1,318 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/heraldlb/herald/config"
+)
+
+// Announcer is what the speaker drives for layer 2 (l2.Announcer).
+type Announcer interface {
+	Set(desired map[netip.Addr][]string)
+}
+
+// Options configure a speaker.
+type Options struct {
+	Node string // this node's Kubernetes name
+	// Namespace and ConfigName locate Herald's ConfigMap (key config.yaml).
+	Namespace, ConfigName string
+	LBClass               string // as the controller's --lb-class
+	// HandBack is how long a node keeps answering for an address it hands
+	// to another live node, after the new owner has started: clients move on
+	// the new owner's gratuitous ARP/NA and nothing in flight is lost.
+	HandBack time.Duration
+	// Interfaces lists this node's interfaces eligible for answering,
+	// narrowed by an advertisement's list (l2.EligibleInterfaces).
+	Interfaces func(only []string) ([]string, error)
+}
+
+// Speaker decides what this node announces and keeps l2 and the Services'
+// status in line with it. Build it with New, then Run it.
+type Speaker struct {
+	opts       Options
+	services   corelisters.ServiceLister
+	slices     discoverylisters.EndpointSliceLister
+	nodes      corelisters.NodeLister
+	configMaps corelisters.ConfigMapLister
+	synced     []cache.InformerSynced
+	members    *Members
+	l2         Announcer
+	status     *statusWriter
+	metrics    *Metrics
+	log        *zap.Logger
+	trigger    chan struct{}
+
+	mu       sync.Mutex
+	cfg      *config.Config // the last valid configuration
+	cfgText  string
+	owned    map[netip.Addr]ownership // what this node answers for now
+	ready    bool
+	lastSeen map[netip.Addr]string // the owner each address had at the last decision
+}
+
+// ownership is one address this node answers for.
+type ownership struct {
+	ifaces   []string
+	services []string
+	until    time.Time // zero while this node owns it; else the end of a hand-back
+}
+
+// New builds a speaker from informers; it starts nothing.
+func New(kube kubernetes.Interface, services coreinformers.ServiceInformer, endpointSlices discoveryinformers.EndpointSliceInformer,
+	nodes coreinformers.NodeInformer, configMaps coreinformers.ConfigMapInformer, members *Members, l2 Announcer,
+	recorder record.EventRecorder, metrics *Metrics, log *zap.Logger, opts Options,
+) *Speaker {
+	s := &Speaker{
+		opts:       opts,
+		services:   services.Lister(),
+		slices:     endpointSlices.Lister(),
+		nodes:      nodes.Lister(),
+		configMaps: configMaps.Lister(),
+		synced: []cache.InformerSynced{services.Informer().HasSynced, endpointSlices.Informer().HasSynced,
+			nodes.Informer().HasSynced, configMaps.Informer().HasSynced},
+		members:  members,
+		l2:       l2,
+		status:   newStatusWriter(kube, recorder, opts.Node, log.Named("status")),
+		metrics:  metrics,
+		log:      log,
+		trigger:  make(chan struct{}, 1),
+		owned:    map[netip.Addr]ownership{},
+		lastSeen: map[netip.Addr]string{},
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.poke() },
+		UpdateFunc: func(any, any) { s.poke() },
+		DeleteFunc: func(any) { s.poke() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{services.Informer(), endpointSlices.Informer(), nodes.Informer(), configMaps.Informer()} {
+		_, _ = inf.AddEventHandler(handler)
+	}
+	return s
+}
+
+// poke asks the loop to decide again (coalesced).
+func (s *Speaker) poke() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Ready reports whether the speaker has made its first decision.
+func (s *Speaker) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+// Run decides and applies until ctx ends. With the API server gone the
+// informers keep their caches, so the speaker keeps answering for what it owns.
+func (s *Speaker) Run(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
+		return errors.New("caches did not sync")
+	}
+	go s.status.run(ctx)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := s.reconcile()
+		s.mu.Lock()
+		s.ready = true
+		s.mu.Unlock()
+		timer.Reset(next)
+		select {
+		case <-ctx.Done():
+			// Stop answering before exiting; memberlist's Leave (Members.Run)
+			// has told the others to take over.
+			s.l2.Set(nil)
+			return nil
+		case <-s.trigger:
+		case <-s.members.Changes():
+		case <-timer.C:
+		}
+	}
+}
+
+// reconcile makes one decision and applies it; it returns when to look
+// again at the latest (a hand-back ending, a hold-down passing).
+func (s *Speaker) reconcile() time.Duration {
+	cfg := s.loadConfig()
+	if cfg == nil {
+		return time.Second // nothing is announced before a first valid config
+	}
+	owners := DecideL2(cfg, s.serviceInfos(), s.nodeInfos())
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := 10 * time.Second
+	owned := map[netip.Addr]ownership{}
+	for addr, o := range owners {
+		prev, had := s.owned[addr]
+		switch {
+		case o.Node == s.opts.Node:
+			ifaces, err := s.opts.Interfaces(o.Interfaces)
+			if err != nil || len(ifaces) == 0 {
+				s.log.Warn("no interface to answer on", zap.Stringer("ip", addr), zap.Strings("iface", o.Interfaces), zap.Error(err))
+				continue
+			}
+			owned[addr] = ownership{ifaces: ifaces, services: o.Services}
+			if !had || !prev.until.IsZero() {
+				s.status.announced(o.Services, addr, ifaces[0])
+				s.metrics.ownershipChanges.Inc()
+			}
+		case had && o.Node != "":
+			// Another live node takes it: keep answering a little while.
+			if prev.until.IsZero() {
+				prev.until = now.Add(s.opts.HandBack)
+				s.metrics.ownershipChanges.Inc()
+			}
+			if now.Before(prev.until) {
+				owned[addr] = prev
+				next = min(next, prev.until.Sub(now))
+			}
+		case had:
+			s.status.withdrawn(o.Services, addr, o.Why)
+			s.metrics.ownershipChanges.Inc()
+		}
+		s.lastSeen[addr] = o.Node
+	}
+	for addr, prev := range s.owned {
+		if _, still := owners[addr]; !still && prev.until.IsZero() {
+			s.log.Info("address gone", zap.Stringer("ip", addr))
+		}
+	}
+	s.owned = owned
+	desired := make(map[netip.Addr][]string, len(owned))
+	for addr, o := range owned {
+		desired[addr] = o.ifaces
+	}
+	s.l2.Set(desired)
+	s.metrics.members.Set(float64(s.members.NumMembers()))
+	return next
+}
+
+// loadConfig returns the configuration in force: the ConfigMap's if valid,
+// else the last valid one (an invalid edit never drops an announcement).
+func (s *Speaker) loadConfig() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cm, err := s.configMaps.ConfigMaps(s.opts.Namespace).Get(s.opts.ConfigName)
+	if err != nil {
+		return s.cfg
+	}
+	text := cm.Data["config.yaml"]
+	if text == s.cfgText {
+		return s.cfg
+	}
+	s.cfgText = text
+	cfg, err := config.Parse([]byte(text))
+	if err != nil {
+		s.metrics.configValid.Set(0)
+		s.log.Error("configuration invalid; the last valid one stays in force", zap.Error(err))
+		return s.cfg
+	}
+	s.metrics.configValid.Set(1)
+	s.cfg = cfg
+	return cfg
+}
+
+// serviceInfos collects our Services that show addresses, with the nodes
+// that have a ready endpoint for each.
+func (s *Speaker) serviceInfos() []ServiceInfo {
+	svcs, err := s.services.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	var out []ServiceInfo
+	for _, svc := range svcs {
+		if !s.serves(svc) || len(svc.Status.LoadBalancer.Ingress) == 0 {
+			continue
+		}
+		info := ServiceInfo{Key: svc.Namespace + "/" + svc.Name, Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal}
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if a, err := netip.ParseAddr(in.IP); err == nil {
+				info.Addrs = append(info.Addrs, a)
+			}
+		}
+		info.ReadyNodes = s.readyNodes(svc)
+		out = append(out, info)
+	}
+	return out
+}
+
+func (s *Speaker) serves(svc *corev1.Service) bool {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	class := ""
+	if svc.Spec.LoadBalancerClass != nil {
+		class = *svc.Spec.LoadBalancerClass
+	}
+	return class == s.opts.LBClass
+}
+
+// readyNodes lists the nodes with a ready endpoint of svc, sorted.
+func (s *Speaker) readyNodes(svc *corev1.Service) []string {
+	eps, err := s.slices.EndpointSlices(svc.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name}))
+	if err != nil {
+		return nil
+	}
+	var nodes []string
+	for _, es := range eps {
+		for _, e := range es.Endpoints {
+			if e.Conditions.Ready != nil && *e.Conditions.Ready && e.NodeName != nil {
+				nodes = append(nodes, *e.NodeName)
+			}
+		}
+	}
+	slices.Sort(nodes)
+	return slices.Compact(nodes)
+}
+
+// nodeInfos joins Node objects with memberlist's view of who is alive.
+func (s *Speaker) nodeInfos() []NodeInfo {
+	nodes, err := s.nodes.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	alive := s.members.Alive()
+	var peers []string
+	out := make([]NodeInfo, 0, len(nodes))
+	for _, n := range nodes {
+		settled, isAlive := alive[n.Name]
+		info := NodeInfo{Name: n.Name, Labels: n.Labels, Alive: isAlive, Settled: settled}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
+				info.NetworkUnavailable = true
+			}
+		}
+		out = append(out, info)
+		if n.Name != s.opts.Node {
+			for _, a := range n.Status.Addresses {
+				if a.Type == corev1.NodeInternalIP {
+					peers = append(peers, a.Address)
+					break
+				}
+			}
+		}
+	}
+	s.members.SetPeers(peers)
+	return out
+}
