@@ -52,4 +52,3 @@ func Ranked(candidates []string, addr netip.Addr) []string {
 	})
 	return out
 }
-
