@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,18 +50,21 @@ type Members struct {
 	opts    MemberOptions
 	changed chan struct{}
 
-	mu        sync.Mutex
-	ml        *memberlist.Memberlist
-	peers     []string             // addresses to join, from Node objects
-	joined    time.Time            // when this node last (re)joined the others
-	isolated  bool                 // this node lost every other member
-	meta      map[string]time.Time // each member's own joined time
-	seenSince map[string]time.Time // when this node saw each member come alive
+	mu          sync.Mutex
+	ml          *memberlist.Memberlist
+	peers       []string  // addresses to join, from Node objects
+	joined      time.Time // when this node last (re)joined the others
+	isolated    bool      // this node lost its link and has not rejoined since
+	isolatedAt  time.Time
+	meta        map[string]time.Time // each member's own joined time
+	seenSince   map[string]time.Time // when this node saw each member come alive
+	lastSettled map[string]bool      // Alive() at the last tick
+	carrier     bool                 // the bind interface's link was up at the last look
 }
 
 // NewMembers prepares membership; Run starts it.
 func NewMembers(opts MemberOptions) *Members {
-	return &Members{opts: opts, changed: make(chan struct{}, 1), meta: map[string]time.Time{}, seenSince: map[string]time.Time{}}
+	return &Members{opts: opts, changed: make(chan struct{}, 1), meta: map[string]time.Time{}, seenSince: map[string]time.Time{}, carrier: true}
 }
 
 // Changes signals (coalesced) that membership or settledness changed.
@@ -112,19 +118,48 @@ func (m *Members) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	link := time.NewTicker(50 * time.Millisecond)
+	defer link.Stop()
+	m.rejoin(ml)
 	for {
-		m.rejoin(ml)
 		select {
 		case <-ctx.Done():
 			err := ml.Leave(time.Second)
 			_ = ml.Shutdown()
 			return err
 		case <-tick.C:
+			m.rejoin(ml)
 			if m.settleTick() {
 				m.notify()
 			}
+		case <-link.C:
+			if m.watchCarrier() {
+				m.notify()
+				m.rejoin(ml)
+			}
 		}
 	}
+}
+
+// watchCarrier notes the bind interface's link going down (this node is cut
+// off: it becomes isolated) and reports changes. Isolation ends when a peer
+// is seen again (NotifyJoin), or after a few seconds alone (a one-node cluster).
+func (m *Members) watchCarrier() bool {
+	up := carrierUp(m.opts.Bind)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := up != m.carrier
+	m.carrier = up
+	switch {
+	case !up && !m.isolated:
+		m.isolated = true
+		m.isolatedAt = time.Now()
+		return true
+	case up && m.isolated && len(m.peers) == 0 && time.Since(m.isolatedAt) > 3*time.Second:
+		m.isolated = false
+		return true
+	}
+	return changed
 }
 
 // rejoin joins the peers that are not alive members.
@@ -153,25 +188,29 @@ func netipJoin(addr string, port int) string {
 	return addr + ":" + strconv.Itoa(port)
 }
 
-// settleTick reports whether some member became settled since the last tick.
+// settleTick reports whether the settled members changed since the last tick.
 func (m *Members) settleTick() bool {
+	now := m.Alive()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := time.Now()
-	for name := range m.seenSince {
-		since := m.settledSinceLocked(name)
-		if !since.IsZero() && now.Sub(since) >= m.opts.HoldDown && now.Sub(since) < m.opts.HoldDown+time.Second {
-			return true
+	changed := len(now) != len(m.lastSettled)
+	for n, s := range now {
+		if prev, ok := m.lastSettled[n]; !ok || prev != s {
+			changed = true
 		}
 	}
-	return now.Sub(m.joined) >= m.opts.HoldDown && now.Sub(m.joined) < m.opts.HoldDown+time.Second
+	m.lastSettled = now
+	return changed
 }
 
-// Alive returns the live members and whether each has settled (been a
-// member for the hold-down). A member counts from the later of the time it
-// says it joined and the time this node saw it come back — the latter only
-// if this node was itself settled then (an isolated node coming back sees
-// everyone "return" and must not conclude it outranks them).
+// Alive returns the live members and whether each has settled. A member
+// settles HoldDown after it joined, except that the members that joined
+// within HoldDown of the oldest form the starting cohort and are settled at
+// once (a cluster starting up does not shuffle its addresses). A member this
+// node saw come back while this node was itself settled counts from then
+// (its own word may not have arrived yet); an isolated node coming back sees
+// everyone "return" and must not conclude it outranks them, so its own
+// sightings do not count.
 func (m *Members) Alive() map[string]bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -180,22 +219,39 @@ func (m *Members) Alive() map[string]bool {
 		return out
 	}
 	now := time.Now()
-	for _, n := range m.ml.Members() {
-		since := m.settledSinceLocked(n.Name)
-		out[n.Name] = now.Sub(since) >= m.opts.HoldDown
+	members := m.ml.Members()
+	oldest := m.joined
+	for _, n := range members {
+		if t := m.joinedOfLocked(n.Name); !t.IsZero() && t.Before(oldest) {
+			oldest = t
+		}
+	}
+	for _, n := range members {
+		joined := m.joinedOfLocked(n.Name)
+		if seen := m.seenSince[n.Name]; n.Name != m.opts.Node && seen.After(joined) && seen.Sub(m.joined) >= m.opts.HoldDown {
+			out[n.Name] = now.Sub(seen) >= m.opts.HoldDown
+			continue
+		}
+		out[n.Name] = now.Sub(joined) >= m.opts.HoldDown || joined.Sub(oldest) < m.opts.HoldDown
 	}
 	return out
 }
 
-func (m *Members) settledSinceLocked(name string) time.Time {
+// joinedOfLocked is when a member says it joined (this node: its own time).
+func (m *Members) joinedOfLocked(name string) time.Time {
 	if name == m.opts.Node {
 		return m.joined
 	}
-	since := m.meta[name]
-	if seen := m.seenSince[name]; seen.After(since) && seen.Sub(m.joined) >= m.opts.HoldDown {
-		since = seen
-	}
-	return since
+	return m.meta[name]
+}
+
+// Isolated reports whether this node has lost its link (carrier) and not yet
+// rejoined the others since: it must not answer for anything meanwhile, or
+// it would claim every address back the moment its cable returns.
+func (m *Members) Isolated() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.isolated
 }
 
 // NumMembers is the number of live members, this node included.
@@ -236,9 +292,6 @@ func (e *memberEvents) NotifyLeave(n *memberlist.Node) {
 	m := e.m
 	m.mu.Lock()
 	delete(m.seenSince, n.Name)
-	if m.ml != nil && len(m.seenSince) == 0 && n.Name != m.opts.Node {
-		m.isolated = true // every other member is gone from this node's view
-	}
 	m.mu.Unlock()
 	m.opts.Log.Info("member gone", zap.String("node", n.Name))
 	m.notify()
@@ -285,3 +338,22 @@ func (w zapWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = zapWriter{}
+
+// carrierUp reports whether the interface holding addr has its link up.
+// Unknown (no such interface, no sysfs) counts as up.
+func carrierUp(addr netip.Addr) bool {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return true
+	}
+	for _, ifi := range ifs {
+		addrs, _ := ifi.Addrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == addr {
+				b, err := os.ReadFile("/sys/class/net/" + ifi.Name + "/carrier")
+				return err != nil || strings.TrimSpace(string(b)) == "1"
+			}
+		}
+	}
+	return true
+}

@@ -157,6 +157,15 @@ func (s *Speaker) reconcile() time.Duration {
 	if cfg == nil {
 		return time.Second // nothing is announced before a first valid config
 	}
+	if s.members.Isolated() {
+		// Cut off: answer for nothing until back among the others, who
+		// have taken over meanwhile.
+		s.mu.Lock()
+		s.owned = map[netip.Addr]ownership{}
+		s.mu.Unlock()
+		s.l2.Set(nil)
+		return time.Second
+	}
 	owners := DecideL2(cfg, s.serviceInfos(), s.nodeInfos())
 	now := time.Now()
 	s.mu.Lock()
