@@ -32,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "herald_allocations_total", Help: "Addresses assigned to Services, per pool.",
 		}, []string{"pool"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_allocation_failures_total", Help: "Services left without an address, by reason.",
+			Name: "herald_allocation_failures_total", Help: "Times a Service was refused an address (or kept an old one), by reason; counted when the reason changes.",
 		}, []string{"reason"}),
 		configValid: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_config_valid", Help: "1 if the current ConfigMap is valid and in force, 0 if the last valid one is kept.",

@@ -82,7 +82,6 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	c.metrics.observePools(alloc.Stats())
 	if reqErr != nil {
-		c.metrics.failures.WithLabelValues(reasonFor(reqErr)).Inc()
 		return &TerminalError{reqErr}
 	}
 	return nil
@@ -198,6 +197,7 @@ func (c *Controller) statusEvents(svc *corev1.Service, old, addrs []netip.Addr, 
 	newCond := meta.FindStatusCondition(want.Conditions, ConditionAllocated)
 	if reqErr != nil && (oldCond == nil || oldCond.Reason != newCond.Reason || oldCond.Message != newCond.Message) {
 		c.recorder.Event(svc, corev1.EventTypeWarning, newCond.Reason, newCond.Message)
+		c.metrics.failures.WithLabelValues(newCond.Reason).Inc()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -82,10 +83,10 @@ func run(log *zap.Logger, kubeconfig, namespace, configName, lbClass, metricsAdd
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "herald-controller"})
 
-	var ctrl *controller.Controller
+	var ctrl atomic.Pointer[controller.Controller] // set once this replica leads
 	errc := make(chan error, 1)
 	go func() {
-		errc <- serve.HTTP(ctx, metricsAddr, reg, func() bool { return ctrl != nil && ctrl.Ready() })
+		errc <- serve.HTTP(ctx, metricsAddr, reg, func() bool { c := ctrl.Load(); return c != nil && c.Ready() })
 	}()
 	opts := controller.Options{Namespace: namespace, ConfigName: configName, LBClass: lbClass}
 	lead := func(ctx context.Context) {
@@ -96,7 +97,7 @@ func run(log *zap.Logger, kubeconfig, namespace, configName, lbClass, metricsAdd
 			}))
 		c := controller.New(kube, all.Core().V1().Services(), all.Core().V1().Namespaces(), own.Core().V1().ConfigMaps(),
 			recorder, metrics, log.Named("controller"), opts)
-		ctrl = c
+		ctrl.Store(c)
 		all.Start(ctx.Done())
 		own.Start(ctx.Done())
 		if err := c.Run(ctx, workers); err != nil {
