@@ -1,4 +1,5 @@
-// Package l2 will answer ARP (RFC 826) and NDP neighbour solicitations
-// (RFC 4861) for the addresses it is given and send gratuitous ARP /
-// unsolicited neighbour advertisements on takeover. It knows nothing of Kubernetes.
+// Package l2 answers ARP (RFC 826) and NDP neighbour solicitations (RFC 4861)
+// for the addresses it is given, on the interfaces it is given, and moves
+// neighbours' caches on takeover with gratuitous ARP (RFC 5227 announcements)
+// and unsolicited neighbour advertisements. It knows nothing of Kubernetes.
 package l2

@@ -38,9 +38,9 @@ type Options struct {
 	// to another live node, after the new owner has started: clients move on
 	// the new owner's gratuitous ARP/NA and nothing in flight is lost.
 	HandBack time.Duration
-	// Interfaces lists this node's interfaces eligible for answering,
-	// narrowed by an advertisement's list (l2.EligibleInterfaces).
-	Interfaces func(only []string) ([]string, error)
+	// Interfaces lists this node's interfaces to answer on for an address,
+	// narrowed by an advertisement's list (l2.InterfacesFor).
+	Interfaces func(addr netip.Addr, only []string) ([]string, error)
 }
 
 // Speaker decides what this node announces and keeps l2 and the Services'
@@ -176,7 +176,7 @@ func (s *Speaker) reconcile() time.Duration {
 		prev, had := s.owned[addr]
 		switch {
 		case o.Node == s.opts.Node:
-			ifaces, err := s.opts.Interfaces(o.Interfaces)
+			ifaces, err := s.opts.Interfaces(addr, o.Interfaces)
 			if err != nil || len(ifaces) == 0 {
 				s.log.Warn("no interface to answer on", zap.Stringer("ip", addr), zap.Strings("iface", o.Interfaces), zap.Error(err))
 				continue

@@ -32,6 +32,12 @@ func demo(ctx context.Context, cfg lab.Config) error {
 	if _, err := l.StartController(ctx, "herald-controller", "--metrics-addr=127.0.0.1:7472"); err != nil {
 		return err
 	}
+	fmt.Println("== starting herald-speaker on every node (L2: ARP/NDP from one elected node per address)")
+	for _, n := range l.Nodes {
+		if _, err := l.StartSpeaker(ctx, n.Name, "--metrics-addr=127.0.0.1:7473"); err != nil {
+			return err
+		}
+	}
 	fmt.Println("\n== deploying the sample app: 3 pods (one per node) behind Service demo/web (type LoadBalancer)")
 	for i, n := range l.Nodes {
 		if i == 3 {
@@ -65,32 +71,29 @@ func demo(ctx context.Context, cfg lab.Config) error {
 	kubectl(l, "-n", "demo", "get", "pods,svc,endpointslices", "-o", "wide")
 	kubectl(l, "-n", "demo", "get", "events", "--field-selector", "involvedObject.name=web")
 
-	url := "http://" + net.JoinHostPort(vip, "80") + "/"
-	fmt.Printf("\n== from node1, GET the EXTERNAL-IP %s (kube-proxy's LoadBalancer rule):\n", vip)
-	body, err := l.HTTPGetEventually(ctx, l.Nodes[0].NS, url, 10*time.Second)
+	svc, err = kube.CoreV1().Services("demo").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("GET %s from node1: %w", url, err)
+		return err
 	}
-	fmt.Printf("  %-32s -> %s", url, body)
-	fmt.Println("\nThe client on the lab network reaches the EXTERNAL-IP once the L2 speaker lands")
-	fmt.Println("(it answers ARP/NDP for it); until then the client uses the NodePort:")
-
-	port := strconv.Itoa(int(svc.Spec.Ports[0].NodePort))
-	fmt.Printf("\n== from the client namespace (%s), GET each node's NodePort %s:\n", lab.Client4, port)
-	for _, n := range l.Nodes {
-		url := "http://" + net.JoinHostPort(n.IPv4.String(), port) + "/"
-		body, err := l.HTTPGetEventually(ctx, l.ClientNS(), url, 10*time.Second)
+	fmt.Printf("\n== from the client namespace (%s), GET the EXTERNAL-IPs:\n", lab.Client4)
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		url := "http://" + net.JoinHostPort(in.IP, "80") + "/"
+		body, err := l.HTTPGetEventually(ctx, l.ClientNS(), url, 20*time.Second)
 		if err != nil {
-			return fmt.Errorf("GET %s: %w", url, err)
+			return fmt.Errorf("GET %s from the client: %w", url, err)
 		}
 		fmt.Printf("  %-32s -> %s", url, body)
 	}
+	neigh, _ := l.Exec(ctx, l.ClientNS(), "ip", "neigh", "show", vip)
+	fmt.Printf("  the client's neighbour entry: %s", neigh)
+	port := strconv.Itoa(int(svc.Spec.Ports[0].NodePort))
 	fmt.Printf(`
 The lab keeps running. Try:
   go run ./e2e/cmd/lab kubectl -n demo get svc
-  go run ./e2e/cmd/lab exec client -- curl -s http://%s:%s/
+  go run ./e2e/cmd/lab exec client -- curl -s http://%s/
+  go run ./e2e/cmd/lab exec client -- curl -s http://%s:%s/   (NodePort)
 Tear it down with: make demo-down
-`, l.Nodes[0].IPv4, port)
+`, vip, l.Nodes[0].IPv4, port)
 	return nil
 }
 

@@ -1,0 +1,135 @@
+// Command herald-speaker runs on every node and answers ARP/NDP for the
+// Service addresses this node is elected to announce.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/heraldlb/herald/cmd/internal/serve"
+	"github.com/heraldlb/herald/l2"
+	"github.com/heraldlb/herald/speaker"
+)
+
+type flags struct {
+	kubeconfig, node, bind, namespace, configName, lbClass, secret, metricsAddr, logLevel string
+	memberPort, gratuitousRepeat                                                          int
+	holdDown, probeInterval, probeTimeout, handBack, refresh, gratuitousInterval          time.Duration
+	suspicionMult                                                                         int
+}
+
+func main() {
+	d := speaker.DefaultMemberOptions()
+	var f flags
+	flag.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster)")
+	flag.StringVar(&f.node, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	flag.StringVar(&f.bind, "bind-address", "", "address memberlist binds to (default: the node's first InternalIP)")
+	flag.StringVar(&f.namespace, "namespace", "herald-system", "namespace of the ConfigMap and the memberlist Secret")
+	flag.StringVar(&f.configName, "config-name", "herald", "name of the ConfigMap (key config.yaml)")
+	flag.StringVar(&f.lbClass, "lb-class", "", "serve only Services of this spec.loadBalancerClass")
+	flag.StringVar(&f.secret, "memberlist-secret", "herald-memberlist", "Secret whose key secretkey encrypts memberlist (16, 24 or 32 bytes)")
+	flag.IntVar(&f.memberPort, "memberlist-port", d.Port, "memberlist port (TCP and UDP)")
+	flag.DurationVar(&f.holdDown, "hold-down", d.HoldDown, "how long a returning node must be a member before it takes its addresses back")
+	flag.DurationVar(&f.probeInterval, "probe-interval", d.ProbeInterval, "memberlist probe interval")
+	flag.DurationVar(&f.probeTimeout, "probe-timeout", d.ProbeTimeout, "memberlist probe timeout")
+	flag.IntVar(&f.suspicionMult, "suspicion-mult", d.SuspicionMult, "probe intervals a suspected node has to refute before it is declared dead")
+	flag.DurationVar(&f.handBack, "hand-back", time.Second, "how long a node keeps answering for an address it hands to another")
+	flag.DurationVar(&f.refresh, "refresh", 30*time.Second, "period of gratuitous ARP/NA for owned addresses")
+	flag.IntVar(&f.gratuitousRepeat, "gratuitous-repeat", 3, "gratuitous ARP/NA sent after the first on takeover")
+	flag.DurationVar(&f.gratuitousInterval, "gratuitous-interval", 200*time.Millisecond, "between takeover gratuitous ARP/NA")
+	flag.StringVar(&f.metricsAddr, "metrics-addr", ":7473", "address for /metrics, /healthz and /readyz (empty: off)")
+	flag.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+
+	log, err := serve.Logger(f.logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "herald-speaker:", err)
+		os.Exit(2)
+	}
+	if err := run(log, f); err != nil {
+		log.Error("exiting", zap.Error(err))
+		os.Exit(1)
+	}
+}
+
+func run(log *zap.Logger, f flags) error {
+	if f.node == "" {
+		return fmt.Errorf("--node-name (or $NODE_NAME) is required")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var cfg *rest.Config
+	var err error
+	if f.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	bind, key, err := speaker.Bootstrap(ctx, kube, f.node, f.bind, f.namespace, f.secret, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "herald-speaker", Host: f.node})
+
+	members := speaker.NewMembers(speaker.MemberOptions{
+		Node: f.node, Bind: bind, Port: f.memberPort, SecretKey: key, HoldDown: f.holdDown,
+		ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout, SuspicionMult: f.suspicionMult, Log: log,
+	})
+	announcer := l2.New(l2.Options{Log: log.Named("l2"), Registerer: reg, GratuitousRepeat: f.gratuitousRepeat,
+		GratuitousInterval: f.gratuitousInterval, RefreshInterval: f.refresh})
+	all := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(speaker.Trim))
+	own := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(f.namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", f.configName).String()
+		}))
+	s := speaker.New(kube, all.Core().V1().Services(), all.Discovery().V1().EndpointSlices(), all.Core().V1().Nodes(),
+		own.Core().V1().ConfigMaps(), members, announcer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
+		speaker.Options{Node: f.node, Namespace: f.namespace, ConfigName: f.configName, LBClass: f.lbClass, HandBack: f.handBack, Interfaces: l2.InterfacesFor})
+	all.Start(ctx.Done())
+	own.Start(ctx.Done())
+
+	errc := make(chan error, 4)
+	go func() { errc <- serve.HTTP(ctx, f.metricsAddr, reg, s.Ready) }()
+	go func() { errc <- announcer.Run(ctx) }()
+	go func() { errc <- members.Run(ctx) }()
+	go func() { errc <- s.Run(ctx) }()
+	err = <-errc
+	stop()
+	for range 3 {
+		if e := <-errc; err == nil {
+			err = e
+		}
+	}
+	return err
+}

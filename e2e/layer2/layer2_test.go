@@ -1,0 +1,245 @@
+package layer2_test
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/heraldlb/herald/e2e/lab"
+	"github.com/heraldlb/herald/speaker"
+)
+
+func nodeNames(l *lab.Lab) []string {
+	var out []string
+	for _, n := range l.Nodes {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+func TestClientReachesVIPBothFamilies(t *testing.T) {
+	l := needLab(t)
+	app(t, l, "reach", "web", "198.51.100.201,2001:db8:1::201", false, map[string]string{"a": "node1", "b": "node2"})
+	for _, vip := range []string{"198.51.100.201", "2001:db8:1::201"} {
+		body := getEventually(t, l, vip, 20*time.Second)
+		if !strings.HasPrefix(body, "pod=reach/") {
+			t.Errorf("GET %s = %q", vip, body)
+		}
+		want := speaker.Winner(nodeNames(l), netip.MustParseAddr(vip))
+		waitAnswerer(t, l, vip, want, 5*time.Second)
+	}
+}
+
+func TestReadinessDecidesAnnouncement(t *testing.T) {
+	l := needLab(t)
+	ctx := t.Context()
+	vip := "198.51.100.202"
+	app(t, l, "readiness", "web", vip, false, map[string]string{"a": "node3"})
+	getEventually(t, l, vip, 20*time.Second)
+	if err := l.SetPodReady(ctx, "readiness", "a", false); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswerer(t, l, vip, "", 10*time.Second)
+	if err := l.SetPodReady(ctx, "readiness", "a", true); err != nil {
+		t.Fatal(err)
+	}
+	getEventually(t, l, vip, 10*time.Second)
+}
+
+func TestLocalPolicyFollowsThePod(t *testing.T) {
+	l := needLab(t)
+	ctx := t.Context()
+	vip := "198.51.100.203"
+	app(t, l, "local", "web", vip, true, map[string]string{"a": "node2"})
+	waitAnswerer(t, l, vip, "node2", 20*time.Second)
+	body := getEventually(t, l, vip, 10*time.Second)
+	if !strings.Contains(body, "client="+lab.Client4.String()+":") {
+		t.Errorf("with Local policy the pod should see the client's own address: %q", body)
+	}
+	// Move the pod to node1.
+	if _, err := l.AddPod(ctx, lab.PodSpec{Namespace: "local", Name: "b", Node: "node1", Labels: map[string]string{"app": "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.DeletePod(context.Background(), "local", "b") })
+	if err := l.DeletePod(ctx, "local", "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswerer(t, l, vip, "node1", 10*time.Second)
+	getEventually(t, l, vip, 10*time.Second)
+}
+
+func TestServiceDeletedNobodyAnswers(t *testing.T) {
+	l := needLab(t)
+	vip := "198.51.100.204"
+	app(t, l, "deleted", "web", vip, false, map[string]string{"a": "node1"})
+	getEventually(t, l, vip, 20*time.Second)
+	if err := l.Kube().CoreV1().Services("deleted").Delete(t.Context(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswerer(t, l, vip, "", 10*time.Second)
+}
+
+func TestHardFailover(t *testing.T) {
+	l := needLab(t)
+	ctx := t.Context()
+	vip := "198.51.100.205"
+	app(t, l, "failover", "web", vip, false, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
+	getEventually(t, l, vip, 20*time.Second)
+	owner := answerer(t, l, vip)
+	if owner == "" {
+		t.Fatal("nobody answers")
+	}
+	if err := l.CutLink(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.RestoreLink(context.Background(), owner) })
+	start := time.Now()
+	deadline := start.Add(15 * time.Second)
+	for {
+		body, err := get(t, l, vip)
+		if err == nil && !strings.Contains(body, "node="+owner) {
+			t.Logf("traffic flows again %v after the cut (served by %q)", time.Since(start).Round(time.Millisecond), strings.TrimSpace(body))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no GET succeeded through another node within 15 s of cutting %s", owner)
+		}
+	}
+	if now := answerer(t, l, vip); now == owner || now == "" {
+		t.Fatalf("after the cut %q answers", now)
+	}
+}
+
+func TestGracefulHandover(t *testing.T) {
+	l := needLab(t)
+	vip := "198.51.100.206"
+	app(t, l, "graceful", "web", vip, false, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
+	getEventually(t, l, vip, 20*time.Second)
+	owner := answerer(t, l, vip)
+	p, ok := l.Proc(lab.SpeakerName(owner))
+	if !ok {
+		t.Fatalf("no speaker process for %s", owner)
+	}
+	if err := p.Signal(15); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		l.ForgetProcess(p)
+		_, _ = l.StartSpeaker(context.Background(), owner, "--metrics-addr=", "--hold-down=2s")
+	})
+	others := slices.DeleteFunc(nodeNames(l), func(n string) bool { return n == owner })
+	waitAnswerer(t, l, vip, speaker.Winner(others, netip.MustParseAddr(vip)), 5*time.Second)
+	getEventually(t, l, vip, 5*time.Second)
+}
+
+func TestAPIServerAwayKeepsAnswering(t *testing.T) {
+	l := needLab(t)
+	vip := "198.51.100.207"
+	app(t, l, "apidown", "web", vip, false, map[string]string{"a": "node1", "b": "node3"})
+	getEventually(t, l, vip, 20*time.Second)
+	owner := speaker.Winner(nodeNames(l), netip.MustParseAddr(vip))
+	waitAnswerer(t, l, vip, owner, 15*time.Second) // every speaker settled
+	api, ok := l.Proc("kube-apiserver")
+	if !ok {
+		t.Fatal("no kube-apiserver process")
+	}
+	if err := api.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer api.Signal(syscall.SIGCONT)
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if _, err := get(t, l, vip); err != nil {
+			t.Fatalf("with the API server stopped, GET %s failed: %v", vip, err)
+		}
+		if got := answerer(t, l, vip); got != owner {
+			t.Fatalf("with the API server stopped, %s moved from %s to %q", vip, owner, got)
+		}
+	}
+}
+
+func TestExcludeLabelMovesTheAddress(t *testing.T) {
+	l := needLab(t)
+	vip := "198.51.100.208"
+	app(t, l, "exclude", "web", vip, false, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
+	getEventually(t, l, vip, 20*time.Second)
+	owner := speaker.Winner(nodeNames(l), netip.MustParseAddr(vip))
+	waitAnswerer(t, l, vip, owner, 15*time.Second)
+	label := func(add bool) {
+		ctx := context.Background() // also from Cleanup
+		n, err := l.Kube().CoreV1().Nodes().Get(ctx, owner, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if add {
+			n.Labels[speaker.LabelExclude] = ""
+		} else {
+			delete(n.Labels, speaker.LabelExclude)
+		}
+		if _, err := l.Kube().CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	label(true)
+	t.Cleanup(func() { label(false) })
+	others := slices.DeleteFunc(nodeNames(l), func(n string) bool { return n == owner })
+	waitAnswerer(t, l, vip, speaker.Winner(others, netip.MustParseAddr(vip)), 10*time.Second)
+	getEventually(t, l, vip, 5*time.Second)
+	label(false)
+	waitAnswerer(t, l, vip, owner, 15*time.Second)
+}
+
+func TestInvalidConfigKeepsAnnouncements(t *testing.T) {
+	l := needLab(t)
+	vip := "198.51.100.209"
+	app(t, l, "badconfig", "web", vip, false, map[string]string{"a": "node2"})
+	getEventually(t, l, vip, 20*time.Second)
+	owner := answerer(t, l, vip)
+	if err := l.ApplyHeraldConfig(t.Context(), "pools: [{name: lan, addresses: [not-an-address]}]\n"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.ApplyHeraldConfig(context.Background(), labConfig) })
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+		if got := answerer(t, l, vip); got != owner {
+			t.Fatalf("after an invalid config %s is answered by %q, want %q", vip, got, owner)
+		}
+		if _, err := get(t, l, vip); err != nil {
+			t.Fatalf("after an invalid config GET %s: %v", vip, err)
+		}
+	}
+}
+
+func TestNetworkUnavailableMovesTheAddress(t *testing.T) {
+	l := needLab(t)
+	vip := "198.51.100.210"
+	app(t, l, "netunavail", "web", vip, false, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
+	getEventually(t, l, vip, 20*time.Second)
+	owner := speaker.Winner(nodeNames(l), netip.MustParseAddr(vip))
+	waitAnswerer(t, l, vip, owner, 15*time.Second)
+	setUnavailable := func(v corev1.ConditionStatus) {
+		ctx := context.Background()
+		n, err := l.Kube().CoreV1().Nodes().Get(ctx, owner, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n.Status.Conditions {
+			if n.Status.Conditions[i].Type == corev1.NodeNetworkUnavailable {
+				n.Status.Conditions[i].Status = v
+			}
+		}
+		if _, err := l.Kube().CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setUnavailable(corev1.ConditionTrue)
+	t.Cleanup(func() { setUnavailable(corev1.ConditionFalse) })
+	others := slices.DeleteFunc(nodeNames(l), func(n string) bool { return n == owner })
+	waitAnswerer(t, l, vip, speaker.Winner(others, netip.MustParseAddr(vip)), 10*time.Second)
+	getEventually(t, l, vip, 5*time.Second)
+}
