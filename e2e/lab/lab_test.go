@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,43 +27,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runWithLab(m))
-}
-
-func runWithLab(m *testing.M) int {
-	if err := lab.Requirements(""); err != nil {
-		skipReason = err.Error()
-		return m.Run()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Prefix: lab.TestPrefix("hlt")})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lab up:", err)
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "lab up in %.1fs\n", time.Since(start).Seconds())
-	shared = l
-	// An interrupted run still removes the lab (a killed one is removed by the next Up).
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sig
-		_ = l.Down()
-		os.Exit(1)
-	}()
-	code := m.Run()
-	procs := l.Procs
-	if err := l.Down(); err != nil {
-		fmt.Fprintln(os.Stderr, "lab down:", err)
-		return 1
-	}
-	if left := lab.Leftovers(l.Prefix, procs); len(left) > 0 {
-		fmt.Fprintln(os.Stderr, "lab down left:", left)
-		return 1
-	}
-	return code
+	os.Exit(lab.TestMain(m, lab.Config{Prefix: "hlt"}, nil, func(l *lab.Lab, skip string) { shared, skipReason = l, skip }))
 }
 
 func needLab(t *testing.T) *lab.Lab {

@@ -6,7 +6,6 @@ package layer2_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"regexp"
@@ -36,27 +35,8 @@ l2Advertisements:
   pools: [lan]
 `
 
-func TestMain(m *testing.M) { os.Exit(runWithLab(m)) }
-
-func runWithLab(m *testing.M) int {
-	if err := lab.Requirements(""); err != nil {
-		skipReason = err.Error()
-		return m.Run()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l, err := lab.Up(ctx, lab.Config{Prefix: lab.TestPrefix("hl2")})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lab up:", err)
-		return 1
-	}
-	defer l.Down()
-	if err := startHerald(ctx, l); err != nil {
-		fmt.Fprintln(os.Stderr, "herald:", err)
-		return 1
-	}
-	shared = l
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(lab.TestMain(m, lab.Config{Prefix: "hl2"}, startHerald, func(l *lab.Lab, skip string) { shared, skipReason = l, skip }))
 }
 
 func startHerald(ctx context.Context, l *lab.Lab) error {
