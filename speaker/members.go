@@ -56,6 +56,7 @@ type Members struct {
 	joined      time.Time // when this node last (re)joined the others
 	isolated    bool      // this node lost its link and has not rejoined since
 	isolatedAt  time.Time
+	startedAt   time.Time            // when memberlist started
 	meta        map[string]time.Time // each member's own joined time
 	seenSince   map[string]time.Time // when this node saw each member come alive
 	lastSettled map[string]bool      // Alive() at the last tick
@@ -114,7 +115,7 @@ func (m *Members) Run(ctx context.Context) error {
 		return fmt.Errorf("memberlist on %s:%d: %w", m.opts.Bind, m.opts.Port, err)
 	}
 	m.mu.Lock()
-	m.ml = ml
+	m.ml, m.startedAt = ml, time.Now()
 	m.mu.Unlock()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -243,6 +244,31 @@ func (m *Members) joinedOfLocked(name string) time.Time {
 		return m.joined
 	}
 	return m.meta[name]
+}
+
+// Joined reports whether this node has found the others after starting:
+// every known peer is a member, or a second has passed (some peers are
+// down). Until then it must not announce: alone in its own view it would
+// claim every address.
+func (m *Members) Joined() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ml == nil {
+		return false
+	}
+	if time.Since(m.startedAt) >= time.Second {
+		return true
+	}
+	members := map[string]bool{}
+	for _, n := range m.ml.Members() {
+		members[n.Addr.String()] = true
+	}
+	for _, p := range m.peers {
+		if !members[p] {
+			return false
+		}
+	}
+	return len(m.peers) > 0
 }
 
 // Isolated reports whether this node has lost its link (carrier) and not yet

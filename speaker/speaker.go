@@ -157,6 +157,10 @@ func (s *Speaker) reconcile() time.Duration {
 	if cfg == nil {
 		return time.Second // nothing is announced before a first valid config
 	}
+	if !s.members.Joined() {
+		s.nodeInfos() // hands memberlist the peers to join
+		return 100 * time.Millisecond
+	}
 	if s.members.Isolated() {
 		// Cut off: answer for nothing until back among the others, who
 		// have taken over meanwhile.
@@ -166,7 +170,9 @@ func (s *Speaker) reconcile() time.Duration {
 		s.l2.Set(nil)
 		return time.Second
 	}
-	owners := DecideL2(cfg, s.serviceInfos(), s.nodeInfos())
+	svcs := s.serviceInfos()
+	owners := DecideL2(cfg, svcs, s.nodeInfos())
+	s.status.setPrimaries(svcs)
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -185,12 +191,15 @@ func (s *Speaker) reconcile() time.Duration {
 			if !had || !prev.until.IsZero() {
 				s.status.announced(o.Services, addr, ifaces[0])
 				s.metrics.ownershipChanges.Inc()
+			} else {
+				s.status.keep(s.servicesNamed(o.Services), addr, ifaces[0])
 			}
 		case had && o.Node != "":
 			// Another live node takes it: keep answering a little while.
 			if prev.until.IsZero() {
 				prev.until = now.Add(s.opts.HandBack)
 				s.metrics.ownershipChanges.Inc()
+				s.status.cancel(o.Services, addr) // the new owner reports now
 			}
 			if now.Before(prev.until) {
 				owned[addr] = prev
@@ -240,6 +249,18 @@ func (s *Speaker) loadConfig() *config.Config {
 	s.metrics.configValid.Set(1)
 	s.cfg = cfg
 	return cfg
+}
+
+// servicesNamed returns the cached Services of these keys.
+func (s *Speaker) servicesNamed(keys []string) []*corev1.Service {
+	var out []*corev1.Service
+	for _, key := range keys {
+		ns, name, _ := cache.SplitMetaNamespaceKey(key)
+		if svc, err := s.services.Services(ns).Get(name); err == nil {
+			out = append(out, svc)
+		}
+	}
+	return out
 }
 
 // serviceInfos collects our Services that show addresses, with the nodes

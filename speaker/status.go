@@ -37,8 +37,9 @@ type statusWriter struct {
 	log      *zap.Logger
 	queue    workqueue.TypedRateLimitingInterface[string]
 
-	mu   sync.Mutex
-	want map[string]metav1.Condition
+	mu      sync.Mutex
+	want    map[string]metav1.Condition
+	primary map[string]netip.Addr // each Service's first address
 }
 
 func newStatusWriter(kube kubernetes.Interface, recorder record.EventRecorder, node string, log *zap.Logger) *statusWriter {
@@ -50,24 +51,66 @@ func newStatusWriter(kube kubernetes.Interface, recorder record.EventRecorder, n
 	}
 }
 
-// announced records that this node now answers for addr of services.
+// announced records that this node now answers for addr of services: an
+// Event for each, and the condition where addr is the Service's first address.
 func (w *statusWriter) announced(services []string, addr netip.Addr, iface string) {
+	w.set(services, addr, w.announcedCondition(addr, iface), true)
+}
+
+func (w *statusWriter) announcedCondition(addr netip.Addr, iface string) metav1.Condition {
 	msg := fmt.Sprintf("%s announced from node %s on %s via L2", addr, w.node, iface)
-	w.set(services, metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: ReasonAnnouncedL2, Message: msg})
+	return metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: ReasonAnnouncedL2, Message: msg}
+}
+
+// keep re-writes the condition of the Services whose first address this
+// node owns when what they show differs (level-based: a late write by a
+// former owner, or one lost while the API server was away, gets mended).
+func (w *statusWriter) keep(svcs []*corev1.Service, addr netip.Addr, iface string) {
+	want := w.announcedCondition(addr, iface)
+	var stale []string
+	for _, svc := range svcs {
+		c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced)
+		if c == nil || c.Status != want.Status || c.Message != want.Message {
+			stale = append(stale, svc.Namespace+"/"+svc.Name)
+		}
+	}
+	w.set(stale, addr, want, false)
 }
 
 // withdrawn records that nobody answers for addr any more, and why.
 func (w *statusWriter) withdrawn(services []string, addr netip.Addr, why string) {
 	msg := fmt.Sprintf("%s not announced: %s", addr, why)
-	w.set(services, metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionFalse, Reason: ReasonNotAnnounced, Message: msg})
+	w.set(services, addr, metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionFalse, Reason: ReasonNotAnnounced, Message: msg}, true)
 }
 
-func (w *statusWriter) set(services []string, c metav1.Condition) {
+// setPrimaries notes each Service's first address. A dual-stack Service's
+// two addresses may be owned by two nodes; only the owner of the first
+// writes the condition (both record Events), so it does not flip between them.
+func (w *statusWriter) setPrimaries(svcs []ServiceInfo) {
+	primary := make(map[string]netip.Addr, len(svcs))
+	for _, s := range svcs {
+		if len(s.Addrs) > 0 {
+			primary[s.Key] = s.Addrs[0]
+		}
+	}
+	w.mu.Lock()
+	w.primary = primary
+	w.mu.Unlock()
+}
+
+func (w *statusWriter) set(services []string, addr netip.Addr, c metav1.Condition, event bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, key := range services {
-		w.want[key] = c
-		w.queue.Add(key)
+		if p, ok := w.primary[key]; !ok || p == addr {
+			if cur, pending := w.want[key]; !pending || cur.Message != c.Message {
+				w.want[key] = c
+				w.queue.Add(key)
+			}
+		}
+		if !event {
+			continue
+		}
 		ns, name, _ := cache.SplitMetaNamespaceKey(key)
 		ref := &corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: ns, Name: name}
 		typ := corev1.EventTypeNormal
@@ -75,6 +118,18 @@ func (w *statusWriter) set(services []string, c metav1.Condition) {
 			typ = corev1.EventTypeWarning
 		}
 		w.recorder.Event(ref, typ, c.Reason, c.Message)
+	}
+}
+
+// cancel drops what this node still meant to write about addr for services
+// (it no longer owns addr: a late write would undo the new owner's).
+func (w *statusWriter) cancel(services []string, addr netip.Addr) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, key := range services {
+		if p, ok := w.primary[key]; !ok || p == addr {
+			delete(w.want, key)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/heraldlb/herald/e2e/lab"
@@ -34,6 +35,24 @@ func TestClientReachesVIPBothFamilies(t *testing.T) {
 		}
 		want := speaker.Winner(nodeNames(l), netip.MustParseAddr(vip))
 		waitAnswerer(t, l, vip, want, 5*time.Second)
+	}
+	// The owner of the first address reports in the Service's status.
+	owner := speaker.Winner(nodeNames(l), netip.MustParseAddr("198.51.100.201"))
+	wantMsg := "198.51.100.201 announced from node " + owner + " on eth0 via L2"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		svc, err := l.Kube().CoreV1().Services("reach").Get(t.Context(), "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := meta.FindStatusCondition(svc.Status.Conditions, speaker.ConditionAnnounced)
+		if c != nil && c.Status == metav1.ConditionTrue && c.Reason == speaker.ReasonAnnouncedL2 && c.Message == wantMsg {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition %s = %+v, want True %s %q", speaker.ConditionAnnounced, c, speaker.ReasonAnnouncedL2, wantMsg)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
