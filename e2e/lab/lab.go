@@ -87,8 +87,9 @@ type Lab struct {
 
 	mu      sync.Mutex
 	buildMu sync.Mutex
-	Procs   []Proc         `json:"procs"`
-	Pods    map[string]Pod `json:"pods"` // by namespace/name
+	built   map[string]bool // packages Build compiled for this lab
+	Procs   []Proc          `json:"procs"`
+	Pods    map[string]Pod  `json:"pods"` // by namespace/name
 
 	kube *kubernetes.Clientset
 	rest *rest.Config

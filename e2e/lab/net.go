@@ -112,17 +112,24 @@ func (l *Lab) buildLabPod(ctx context.Context) error {
 }
 
 // Build compiles a main package of the Herald module into the lab's
-// directory and returns the binary's path. It must run inside the module
-// (tests and `go run` from the checkout do).
+// directory, once per lab, and returns the binary's path. It must run inside
+// the module (tests and `go run` from the checkout do).
 func (l *Lab) Build(ctx context.Context, pkg string) (string, error) {
 	out := filepath.Join(l.Dir, filepath.Base(pkg))
-	l.buildMu.Lock() // one build per binary at a time; the go cache makes repeats cheap
+	l.buildMu.Lock()
 	defer l.buildMu.Unlock()
+	if l.built[pkg] {
+		return out, nil
+	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build %s (run from inside the herald module): %w: %s", pkg, err, b)
 	}
+	if l.built == nil {
+		l.built = map[string]bool{}
+	}
+	l.built[pkg] = true
 	return out, nil
 }
 
