@@ -99,9 +99,10 @@ func (c *Controller) readConfig() (string, *config.Config, error) {
 	return text, cfg, nil
 }
 
-// restoreLocked claims every address our Services already show, oldest
-// Service first, so that no worker can hand one of them out again. A Service
-// whose address an older one holds is remembered; its sync moves it.
+// restoreLocked claims every address our Services already show, so that no
+// worker can hand one of them out again: unchanged Services first, then
+// edited ones, each oldest first. A Service whose address is held by one
+// restored before it is remembered; its sync moves it.
 func (c *Controller) restoreLocked() {
 	svcs, err := c.services.List(everything)
 	if err != nil {
@@ -113,22 +114,30 @@ func (c *Controller) restoreLocked() {
 		}
 		return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
+	// Services whose request is still the one their addresses were granted
+	// under go first: when an edit made while no controller ran broke a
+	// sharing, the edited Service is the one that moves.
 	restored := 0
-	for _, svc := range svcs {
-		addrs := ingressAddrs(svc)
-		if !c.serves(svc) || len(addrs) == 0 {
-			continue
-		}
-		key := svc.Namespace + "/" + svc.Name
-		req, _ := RequestFor(svc, c.namespaceLabels(svc.Namespace))
-		if err := c.alloc.Restore(ipam.Owner(key), addrs, req); err != nil {
-			c.log.Warn("address not restored", zap.String("service", key), zap.Error(err))
-			if errors.Is(err, ipam.ErrAddressInUse) {
-				c.conflicts[key] = err.Error()
+	for _, unchanged := range []bool{true, false} {
+		for _, svc := range svcs {
+			addrs := ingressAddrs(svc)
+			if !c.serves(svc) || len(addrs) == 0 {
+				continue
 			}
-			continue
+			req, _ := RequestFor(svc, c.namespaceLabels(svc.Namespace))
+			if (svc.Annotations[AnnotationGrantedRequest] == GrantKey(req)) != unchanged {
+				continue
+			}
+			key := svc.Namespace + "/" + svc.Name
+			if err := c.alloc.Restore(ipam.Owner(key), addrs, req); err != nil {
+				c.log.Warn("address not restored", zap.String("service", key), zap.Error(err))
+				if errors.Is(err, ipam.ErrAddressInUse) {
+					c.conflicts[key] = err.Error()
+				}
+				continue
+			}
+			restored++
 		}
-		restored++
 	}
 	c.log.Info("allocations restored from Service status", zap.Int("services", restored))
 }

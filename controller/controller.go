@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	coreinformers "k8s.io/client-go/informers/core/v1"
@@ -197,4 +198,13 @@ func (c *Controller) serves(svc *corev1.Service) bool {
 		class = *svc.Spec.LoadBalancerClass
 	}
 	return class == c.opts.LBClass
+}
+
+// Trim is an informer transform that drops managedFields, which the
+// controller never reads and which are a large part of a cached object.
+func Trim(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
 }

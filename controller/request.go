@@ -1,10 +1,13 @@
 package controller
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +22,11 @@ const (
 	AnnotationPool          = "herald.dev/pool"
 	AnnotationSharingKey    = "herald.dev/sharing-key"
 	AnnotationAllocatedFrom = "herald.dev/allocated-from"
+	// AnnotationGrantedRequest fingerprints the request a Service's
+	// addresses were last judged under (GrantKey). After a restart it tells a
+	// Service edited meanwhile from one that did not change, so a sharing
+	// conflict the edit caused moves the edited one.
+	AnnotationGrantedRequest = "herald.dev/granted-request"
 )
 
 // errInvalidRequest marks a request the Service itself gets wrong; retrying
@@ -119,4 +127,18 @@ func families(svc *corev1.Service) (ipam.FamilyPolicy, []ipam.Family) {
 		fams = []ipam.Family{ipam.IPv4}
 	}
 	return policy, fams
+}
+
+// GrantKey fingerprints what a Service asks for of its own accord (not its
+// namespace's labels): addresses, pool, sharing key, ports, traffic policy,
+// backends, families and labels.
+func GrantKey(req ipam.Request) string {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%v|%v|%v|%q|%q|%v|%q|", req.Policy, req.Families, req.Addresses, req.Pool, req.SharingKey, req.Local, req.BackendKey)
+	ports := slices.Clone(req.Ports)
+	slices.SortFunc(ports, func(a, b ipam.Port) int {
+		return cmp.Or(strings.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+	})
+	fmt.Fprintf(h, "%v|%s", ports, labels.Set(req.ServiceLabels).String())
+	return strconv.FormatUint(h.Sum64(), 36)
 }

@@ -74,7 +74,14 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	c.setPending(key, len(addrs) == 0)
 	want := desiredStatus(svc, addrs, reqErr)
-	if err := c.apply(ctx, svc, addrs, alloc, want, reqErr); err != nil {
+	m := marks{pools: poolsOf(alloc, addrs), grant: svc.Annotations[AnnotationGrantedRequest]}
+	switch {
+	case len(addrs) == 0:
+		m.grant = ""
+	case !errors.Is(reqErr, errInvalidRequest): // Assign judged the holdings under req
+		m.grant = GrantKey(req)
+	}
+	if err := c.apply(ctx, svc, addrs, alloc, want, m, reqErr); err != nil {
 		return err
 	}
 	if freed := alloc.Settle(owner); len(freed) > 0 {
@@ -135,16 +142,25 @@ func reasonFor(err error) string {
 	}
 }
 
-// apply writes the status and the allocated-from annotation if either
-// changed, in one status update (the status subresource of a Service takes
-// metadata changes too), and records Events for what changed. An address
-// leaves a Service's status before Settle lets anyone else have it.
-func (c *Controller) apply(ctx context.Context, svc *corev1.Service, addrs []netip.Addr, alloc *ipam.Allocator, want corev1.ServiceStatus, reqErr error) error {
-	pools := poolsOf(alloc, addrs)
-	if statusEqual(svc.Status, want) && svc.Annotations[AnnotationAllocatedFrom] == pools {
+// marks are the annotations Herald keeps on a Service it serves.
+type marks struct {
+	pools string // AnnotationAllocatedFrom
+	grant string // AnnotationGrantedRequest
+}
+
+func marksOf(svc *corev1.Service) marks {
+	return marks{pools: svc.Annotations[AnnotationAllocatedFrom], grant: svc.Annotations[AnnotationGrantedRequest]}
+}
+
+// apply writes the status and Herald's annotations if any changed, in one
+// status update (the status subresource of a Service takes metadata changes
+// too), and records Events for what changed. An address leaves a Service's
+// status before Settle lets anyone else have it.
+func (c *Controller) apply(ctx context.Context, svc *corev1.Service, addrs []netip.Addr, alloc *ipam.Allocator, want corev1.ServiceStatus, m marks, reqErr error) error {
+	if statusEqual(svc.Status, want) && marksOf(svc) == m {
 		return nil
 	}
-	if err := c.write(ctx, svc, want, pools); err != nil {
+	if err := c.write(ctx, svc, want, m); err != nil {
 		return err
 	}
 	if !statusEqual(svc.Status, want) {
@@ -153,17 +169,19 @@ func (c *Controller) apply(ctx context.Context, svc *corev1.Service, addrs []net
 	return nil
 }
 
-// write updates a Service's status and its allocated-from annotation ("" removes it).
-func (c *Controller) write(ctx context.Context, svc *corev1.Service, status corev1.ServiceStatus, pools string) error {
+// write updates a Service's status and Herald's annotations ("" removes one).
+func (c *Controller) write(ctx context.Context, svc *corev1.Service, status corev1.ServiceStatus, m marks) error {
 	upd := svc.DeepCopy()
 	upd.Status = status
-	if pools != "" {
+	for k, v := range map[string]string{AnnotationAllocatedFrom: m.pools, AnnotationGrantedRequest: m.grant} {
+		if v == "" {
+			delete(upd.Annotations, k)
+			continue
+		}
 		if upd.Annotations == nil {
 			upd.Annotations = map[string]string{}
 		}
-		upd.Annotations[AnnotationAllocatedFrom] = pools
-	} else {
-		delete(upd.Annotations, AnnotationAllocatedFrom)
+		upd.Annotations[k] = v
 	}
 	if _, err := c.kube.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update status of %s/%s: %w", svc.Namespace, svc.Name, err)
@@ -225,7 +243,7 @@ func (c *Controller) releaseForeign(ctx context.Context, svc *corev1.Service, al
 		st := *svc.Status.DeepCopy()
 		st.LoadBalancer.Ingress = nil
 		meta.RemoveStatusCondition(&st.Conditions, ConditionAllocated)
-		if err := c.write(ctx, svc, st, ""); err != nil {
+		if err := c.write(ctx, svc, st, marks{}); err != nil {
 			return err
 		}
 		c.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonReleased, "released %s: the Service is no longer a LoadBalancer served by Herald", joinAddrs(ingressAddrs(svc)))
@@ -250,7 +268,7 @@ func (c *Controller) reportNoConfig(ctx context.Context, svc *corev1.Service) er
 		Type: ConditionAllocated, Status: metav1.ConditionFalse, Reason: ReasonConfigInvalid,
 		Message: "no address is handed out while the configuration is invalid: " + why, ObservedGeneration: svc.Generation,
 	})
-	return c.apply(ctx, svc, nil, nil, want, fmt.Errorf("%s", why))
+	return c.apply(ctx, svc, nil, nil, want, marksOf(svc), fmt.Errorf("%s", why))
 }
 
 func (c *Controller) release(owner ipam.Owner) {

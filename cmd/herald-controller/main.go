@@ -90,7 +90,7 @@ func run(log *zap.Logger, kubeconfig, namespace, configName, lbClass, metricsAdd
 	}()
 	opts := controller.Options{Namespace: namespace, ConfigName: configName, LBClass: lbClass}
 	lead := func(ctx context.Context) {
-		all := informers.NewSharedInformerFactory(kube, 0)
+		all := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(controller.Trim))
 		own := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(namespace),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", configName).String()
