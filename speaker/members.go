@@ -213,14 +213,14 @@ func (m *Members) settleTick() bool {
 // everyone "return" and must not conclude it outranks them, so its own
 // sightings do not count.
 func (m *Members) Alive() map[string]bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	out := map[string]bool{}
-	if m.ml == nil {
+	members := m.members()
+	if members == nil {
 		return out
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	now := time.Now()
-	members := m.ml.Members()
 	oldest := m.joined
 	for _, n := range members {
 		if t := m.joinedOfLocked(n.Name); !t.IsZero() && t.Before(oldest) {
@@ -251,16 +251,17 @@ func (m *Members) joinedOfLocked(name string) time.Time {
 // down). Until then it must not announce: alone in its own view it would
 // claim every address.
 func (m *Members) Joined() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.ml == nil {
+	list := m.members()
+	if list == nil {
 		return false
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if time.Since(m.startedAt) >= time.Second {
 		return true
 	}
 	members := map[string]bool{}
-	for _, n := range m.ml.Members() {
+	for _, n := range list {
 		members[n.Addr.String()] = true
 	}
 	for _, p := range m.peers {
@@ -282,12 +283,20 @@ func (m *Members) Isolated() bool {
 
 // NumMembers is the number of live members, this node included.
 func (m *Members) NumMembers() int {
+	return len(m.members())
+}
+
+// members lists memberlist's live members (nil before Run). memberlist calls
+// our event hooks with its own lock held and they take m.mu, so its methods
+// must never be called with m.mu held: that order would deadlock.
+func (m *Members) members() []*memberlist.Node {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.ml == nil {
-		return 0
+	ml := m.ml
+	m.mu.Unlock()
+	if ml == nil {
+		return nil
 	}
-	return m.ml.NumMembers()
+	return ml.Members()
 }
 
 type memberEvents struct{ m *Members }
@@ -304,8 +313,8 @@ func (e *memberEvents) NotifyJoin(n *memberlist.Node) {
 			// Back from isolation: this node rejoins the others now and says so.
 			m.isolated = false
 			m.joined = time.Now()
-			if m.ml != nil {
-				go func() { _ = m.ml.UpdateNode(time.Second) }()
+			if ml := m.ml; ml != nil {
+				go func() { _ = ml.UpdateNode(time.Second) }() // not under m.mu: see members()
 			}
 		}
 	}
