@@ -63,7 +63,7 @@ func namespaces(prefix string) []string {
 func DialContext(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var conn net.Conn
-		err := withNS(ns, func() error {
+		err := WithNS(ns, func() error {
 			var err error
 			conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 			return err
@@ -72,8 +72,9 @@ func DialContext(ns string) func(ctx context.Context, network, addr string) (net
 	}
 }
 
-// withNS runs fn on an OS thread switched into the named namespace.
-func withNS(ns string, fn func() error) error {
+// WithNS runs fn on an OS thread switched into the named namespace, so the
+// sockets fn opens live there (they keep their namespace afterwards).
+func WithNS(ns string, fn func() error) error {
 	target, err := os.Open(filepath.Join(netnsDir, ns))
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", ns, err)

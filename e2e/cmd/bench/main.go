@@ -23,6 +23,8 @@ type measurement struct {
 
 var measurements = []measurement{
 	{"lab", benchLabUp},
+	{"controller", benchController},
+	{"l2", benchL2},
 }
 
 func main() {
