@@ -19,7 +19,7 @@ import (
 )
 
 // MemberOptions configure the speakers' membership. The defaults (see
-// DefaultMemberOptions) detect a silent node in about half a second on a LAN.
+// DefaultMemberOptions) detect a silent node in about 0.3 s on a LAN.
 type MemberOptions struct {
 	Node      string     // this node's name
 	Bind      netip.Addr // the node's address
