@@ -2,7 +2,6 @@ package controller_test
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -37,37 +36,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runWithLab(m))
-}
-
-func runWithLab(m *testing.M) int {
-	flag.Parse()
-	if fuzzing() {
-		skipReason = "fuzzing: only pure tests run"
-		return m.Run()
-	}
-	if err := lab.Requirements(""); err != nil {
-		skipReason = err.Error()
-		return m.Run()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	l, err := lab.Up(ctx, lab.Config{Prefix: lab.TestPrefix("hct"), ControlPlaneOnly: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lab up:", err)
-		return 1
-	}
-	shared = l
-	defer l.Down()
-	return m.Run()
-}
-
-// fuzzing reports whether this process runs a fuzzer (or is one of its
-// workers): they need no lab, and each worker would otherwise build one.
-func fuzzing() bool {
-	f := flag.Lookup("test.fuzz")
-	w := flag.Lookup("test.fuzzworker")
-	return (f != nil && f.Value.String() != "") || (w != nil && w.Value.String() == "true")
+	os.Exit(lab.TestMain(m, lab.Config{Prefix: "hct", ControlPlaneOnly: true}, nil, func(l *lab.Lab, skip string) { shared, skipReason = l, skip }))
 }
 
 // env is one test's corner of the cluster: its config namespace, lb class
