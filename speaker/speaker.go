@@ -59,12 +59,11 @@ type Speaker struct {
 	log        *zap.Logger
 	trigger    chan struct{}
 
-	mu       sync.Mutex
-	cfg      *config.Config // the last valid configuration
-	cfgText  string
-	owned    map[netip.Addr]ownership // what this node answers for now
-	ready    bool
-	lastSeen map[netip.Addr]string // the owner each address had at the last decision
+	mu      sync.Mutex
+	cfg     *config.Config // the last valid configuration
+	cfgText string
+	owned   map[netip.Addr]ownership // what this node answers for now
+	ready   bool
 }
 
 // ownership is one address this node answers for.
@@ -87,14 +86,13 @@ func New(kube kubernetes.Interface, services coreinformers.ServiceInformer, endp
 		configMaps: configMaps.Lister(),
 		synced: []cache.InformerSynced{services.Informer().HasSynced, endpointSlices.Informer().HasSynced,
 			nodes.Informer().HasSynced, configMaps.Informer().HasSynced},
-		members:  members,
-		l2:       l2,
-		status:   newStatusWriter(kube, recorder, opts.Node, log.Named("status")),
-		metrics:  metrics,
-		log:      log,
-		trigger:  make(chan struct{}, 1),
-		owned:    map[netip.Addr]ownership{},
-		lastSeen: map[netip.Addr]string{},
+		members: members,
+		l2:      l2,
+		status:  newStatusWriter(kube, recorder, opts.Node, log.Named("status")),
+		metrics: metrics,
+		log:     log,
+		trigger: make(chan struct{}, 1),
+		owned:   map[netip.Addr]ownership{},
 	}
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.poke() },
@@ -209,7 +207,6 @@ func (s *Speaker) reconcile() time.Duration {
 			s.status.withdrawn(o.Services, addr, o.Why)
 			s.metrics.ownershipChanges.Inc()
 		}
-		s.lastSeen[addr] = o.Node
 	}
 	for addr, prev := range s.owned {
 		if _, still := owners[addr]; !still && prev.until.IsZero() {
