@@ -68,9 +68,8 @@ type Speaker struct {
 
 // ownership is one address this node answers for.
 type ownership struct {
-	ifaces   []string
-	services []string
-	until    time.Time // zero while this node owns it; else the end of a hand-back
+	ifaces []string
+	until  time.Time // zero while this node owns it; else the end of a hand-back
 }
 
 // New builds a speaker from informers; it starts nothing.
@@ -185,7 +184,7 @@ func (s *Speaker) reconcile() time.Duration {
 				s.log.Warn("no interface to answer on", zap.Stringer("ip", addr), zap.Strings("iface", o.Interfaces), zap.Error(err))
 				continue
 			}
-			owned[addr] = ownership{ifaces: ifaces, services: o.Services}
+			owned[addr] = ownership{ifaces: ifaces}
 			if !had || !prev.until.IsZero() {
 				s.status.announced(o.Services, addr, ifaces[0])
 				s.metrics.ownershipChanges.Inc()
