@@ -262,3 +262,48 @@ func TestNetworkUnavailableMovesTheAddress(t *testing.T) {
 	waitAnswerer(t, l, vip, speaker.Winner(others, netip.MustParseAddr(vip)), 10*time.Second)
 	getEventually(t, l, vip, 5*time.Second)
 }
+
+// A node whose link comes back takes its address back only after the
+// hold-down, and without a lost GET. Local policy with a pod on every node
+// keeps kube-proxy from sending GETs to the cut node's pod (which Kubernetes,
+// not Herald, would have to mark unready).
+func TestFailbackAfterHoldDown(t *testing.T) {
+	l := needLab(t)
+	ctx := t.Context()
+	vip := "198.51.100.211"
+	app(t, l, "failback", "web", vip, true, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
+	getEventually(t, l, vip, 20*time.Second)
+	owner := speaker.Winner(nodeNames(l), netip.MustParseAddr(vip))
+	waitAnswerer(t, l, vip, owner, 15*time.Second)
+	if err := l.CutLink(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.RestoreLink(context.Background(), owner) })
+	others := slices.DeleteFunc(nodeNames(l), func(n string) bool { return n == owner })
+	waitAnswerer(t, l, vip, speaker.Winner(others, netip.MustParseAddr(vip)), 10*time.Second)
+	getEventually(t, l, vip, 5*time.Second)
+
+	if err := l.RestoreLink(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	restored := time.Now()
+	lost, back := 0, time.Duration(0)
+	for end := restored.Add(12 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if _, err := get(t, l, vip); err != nil {
+			lost++
+		}
+		if back == 0 && answerer(t, l, vip) == owner {
+			back = time.Since(restored)
+		}
+	}
+	if back == 0 {
+		t.Fatalf("%s never took %s back after its link returned", owner, vip)
+	}
+	if back < 2*time.Second { // the tests' --hold-down
+		t.Errorf("%s took %s back %v after its link returned, before the 2 s hold-down", owner, vip, back)
+	}
+	if lost > 0 {
+		t.Errorf("%d GETs lost while %s came back and took %s back", lost, owner, vip)
+	}
+	t.Logf("taken back %v after the link returned, no GET lost", back.Round(time.Millisecond))
+}
