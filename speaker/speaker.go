@@ -59,11 +59,12 @@ type Speaker struct {
 	log        *zap.Logger
 	trigger    chan struct{}
 
-	mu      sync.Mutex
-	cfg     *config.Config // the last valid configuration
-	cfgText string
-	owned   map[netip.Addr]ownership // what this node answers for now
-	ready   bool
+	mu       sync.Mutex
+	cfg      *config.Config // the last valid configuration
+	cfgText  string
+	owned    map[netip.Addr]ownership // what this node answers for now
+	ready    bool
+	lastLoop time.Time // when the loop last decided
 }
 
 // ownership is one address this node answers for.
@@ -119,6 +120,15 @@ func (s *Speaker) Ready() bool {
 	return s.ready
 }
 
+// Healthy reports whether the decision loop is alive: it decides at least
+// every 10 s, so a loop silent for 30 s is wedged and the process should be
+// restarted (a stuck speaker may be answering for addresses it lost).
+func (s *Speaker) Healthy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.ready || time.Since(s.lastLoop) < 30*time.Second
+}
+
 // Run decides and applies until ctx ends. With the API server gone the
 // informers keep their caches, so the speaker keeps answering for what it owns.
 func (s *Speaker) Run(ctx context.Context) error {
@@ -131,7 +141,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	for {
 		next := s.reconcile()
 		s.mu.Lock()
-		s.ready = true
+		s.ready, s.lastLoop = true, time.Now()
 		s.mu.Unlock()
 		timer.Reset(next)
 		select {

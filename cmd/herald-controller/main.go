@@ -86,7 +86,7 @@ func run(log *zap.Logger, kubeconfig, namespace, configName, lbClass, metricsAdd
 	var ctrl atomic.Pointer[controller.Controller] // set once this replica leads
 	errc := make(chan error, 1)
 	go func() {
-		errc <- serve.HTTP(ctx, metricsAddr, reg, func() bool { c := ctrl.Load(); return c != nil && c.Ready() })
+		errc <- serve.HTTP(ctx, metricsAddr, reg, func() bool { c := ctrl.Load(); return c != nil && c.Ready() }, nil)
 	}()
 	opts := controller.Options{Namespace: namespace, ConfigName: configName, LBClass: lbClass}
 	lead := func(ctx context.Context) {

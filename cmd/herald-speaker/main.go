@@ -120,7 +120,7 @@ func run(log *zap.Logger, f flags) error {
 	own.Start(ctx.Done())
 
 	errc := make(chan error, 4)
-	go func() { errc <- serve.HTTP(ctx, f.metricsAddr, reg, s.Ready) }()
+	go func() { errc <- serve.HTTP(ctx, f.metricsAddr, reg, s.Ready, s.Healthy) }()
 	go func() { errc <- announcer.Run(ctx) }()
 	go func() { errc <- members.Run(ctx) }()
 	go func() { errc <- s.Run(ctx) }()

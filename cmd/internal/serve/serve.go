@@ -35,16 +35,23 @@ func Logger(level string) (*zap.Logger, error) {
 	return log, nil
 }
 
-// HTTP serves /metrics from reg, /healthz (the process is alive) and /readyz
-// (ready reports true) on addr until ctx ends. An empty addr serves nothing.
-func HTTP(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool) error {
+// HTTP serves /metrics from reg, /healthz (healthy reports true; nil: the
+// process answers) and /readyz (ready reports true) on addr until ctx ends.
+// An empty addr serves nothing.
+func HTTP(ctx context.Context, addr string, reg *prometheus.Registry, ready, healthy func() bool) error {
 	if addr == "" {
 		<-ctx.Done()
 		return nil
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if healthy != nil && !healthy() {
+			http.Error(w, "not healthy", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
