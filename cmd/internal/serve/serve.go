@@ -1,5 +1,6 @@
 // Package serve holds the plumbing Herald's binaries share: the zap logger
-// (with klog routed into it) and the HTTP endpoint for /metrics, /healthz and /readyz.
+// (with klog routed into it), the Kubernetes client, and the HTTP endpoint
+// for /metrics, /healthz and /readyz.
 package serve
 
 import (
@@ -14,6 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 )
 
@@ -74,4 +78,21 @@ func HTTP(ctx context.Context, addr string, reg *prometheus.Registry, ready, hea
 		return err
 	}
 	return nil
+}
+
+// Kube builds a clientset from kubeconfig, or from the in-cluster service
+// account when kubeconfig is empty; qps and burst limit its requests.
+func Kube(kubeconfig string, qps float32, burst int) (*kubernetes.Clientset, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = qps, burst
+	return kubernetes.NewForConfig(cfg)
 }
