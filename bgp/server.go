@@ -1,0 +1,654 @@
+package bgp
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// ErrStopped is returned by Set once Run has returned.
+var ErrStopped = errors.New("bgp server stopped")
+
+// Options configure a Server.
+type Options struct {
+	Log        *zap.Logger
+	Registerer prometheus.Registerer // may be nil
+}
+
+// Server holds the process's one GoBGP server (GoBGP binds the BFD port per
+// server, so there must be only one) and applies Desired states to it.
+type Server struct {
+	log *zap.Logger
+	reg prometheus.Registerer
+	sec *secrets
+
+	ready chan struct{} // closed when Run has a GoBGP server
+	once  sync.Once
+
+	// setMu serialises Set with itself and with Run's start and stop; it
+	// guards the fields below.
+	setMu       sync.Mutex
+	bs          *server.BgpServer
+	watchCancel context.CancelFunc
+	stopped     bool
+	running     bool // StartBgp done
+	routerID    netip.Addr
+	asn         uint32
+	applied     Desired       // what GoBGP holds
+	policy      *exportPolicy // the export policy installed, nil before the first
+	gen         int
+	restarting  bool // peers added next are this process's first: set Restart State
+
+	mu     sync.Mutex // guards status
+	status map[string]*peerState
+}
+
+type peerState struct {
+	PeerStatus
+	hasBFD bool
+	resets uint64
+}
+
+// New returns a Server; it starts nothing until Run.
+func New(opts Options) *Server {
+	log := opts.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Server{
+		log:        log,
+		reg:        opts.Registerer,
+		sec:        &secrets{},
+		ready:      make(chan struct{}),
+		restarting: true,
+		status:     map[string]*peerState{},
+	}
+}
+
+// Run runs GoBGP until ctx ends. Then it closes every session: peers with
+// graceful restart without a NOTIFICATION, so the router keeps our routes
+// as stale until the next process sends them again; the others with a
+// Cease, so the router drops our routes at once.
+func (s *Server) Run(ctx context.Context) error {
+	started := false
+	s.once.Do(func() { started = true })
+	if !started {
+		return errors.New("bgp: Run called twice")
+	}
+	if s.reg != nil {
+		c := &collector{s: s}
+		if err := s.reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+		defer s.reg.Unregister(c)
+	}
+	s.setMu.Lock()
+	s.newInstance()
+	s.setMu.Unlock()
+	close(s.ready)
+
+	<-ctx.Done()
+
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	s.stopped = true
+	s.stopInstance(true)
+	s.log.Info("BGP stopped")
+	return nil
+}
+
+func (s *Server) newInstance() {
+	lvl := new(slog.LevelVar)
+	lvl.Set(slog.LevelDebug) // the adapter asks zap what it wants
+	h := newSlogHandler(s.log.Named("gobgp"), s.sec)
+	s.bs = server.NewBgpServer(server.LoggerOption(slog.New(h), lvl))
+	go s.bs.Serve()
+	wctx, cancel := context.WithCancel(context.Background())
+	s.watchCancel = cancel
+	err := s.bs.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeerEvent}, server.WatchPeer())
+	if err != nil {
+		s.log.Error("watch peer events", zap.Error(err))
+	}
+}
+
+// stopInstance ends the GoBGP server. With gr, peers that negotiated
+// graceful restart get no NOTIFICATION: their TCP connection just closes,
+// which a GR helper treats as a restart (RFC 4724 4.2).
+func (s *Server) stopInstance(gr bool) {
+	if s.bs == nil {
+		return
+	}
+	s.sec.mu.Lock()
+	s.sec.quietStop = true
+	s.sec.mu.Unlock()
+	if s.running {
+		if err := s.bs.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: gr}); err != nil {
+			s.log.Error("stop BGP", zap.Error(err))
+		}
+	}
+	// Stop ends the BFD server (and frees its port); its own StopBgp finds
+	// BGP stopped already, which the log adapter keeps quiet.
+	s.bs.Stop()
+	s.watchCancel()
+	s.bs = nil
+	s.running = false
+	s.applied = Desired{}
+	s.policy = nil
+	s.sec.mu.Lock()
+	s.sec.quietStop = false
+	s.sec.mu.Unlock()
+	s.mu.Lock()
+	for _, st := range s.status {
+		st.State, st.Established, st.Since = "idle", false, time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// Set makes GoBGP hold d, changing only what differs from the last Desired:
+// untouched sessions never reset, and routes are added and withdrawn in one
+// batch each. It waits until Run has started, or ctx ends. The error joins
+// every per-peer and per-route problem; the rest of d is applied anyway.
+func (s *Server) Set(ctx context.Context, d Desired) error {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	if s.stopped {
+		return ErrStopped
+	}
+	d, errs := normalize(d)
+	s.sec.set(passwords(d.Peers))
+	if len(d.Peers) == 0 && !s.running {
+		// GoBGP starts with the first peer; until then there is nothing to hold.
+		s.syncStatus(d.Peers)
+		return errors.Join(errs...)
+	}
+	asn := s.asn
+	if len(d.Peers) > 0 {
+		asn = globalASN(s.asn, d.Peers)
+	}
+	if s.running && (d.RouterID != s.routerID || asn != s.asn) {
+		s.log.Info("router ID or ASN changed: restarting BGP",
+			zap.Stringer("oldRouterID", s.routerID), zap.Stringer("routerID", d.RouterID),
+			zap.Uint32("oldASN", s.asn), zap.Uint32("asn", asn))
+		s.stopInstance(false)
+		s.newInstance()
+	}
+	if !s.running {
+		if err := s.start(ctx, d.RouterID, asn); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+	}
+	s.syncStatus(d.Peers)
+	errs = append(errs, s.apply(ctx, d)...)
+	return errors.Join(errs...)
+}
+
+func (s *Server) start(ctx context.Context, routerID netip.Addr, asn uint32) error {
+	if !routerID.Is4() {
+		return fmt.Errorf("router ID %v: not an IPv4 address", routerID)
+	}
+	err := s.bs.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn:        asn,
+		RouterId:   routerID.String(),
+		ListenPort: -1, // we dial; routers need not reach us on 179
+	}})
+	if err != nil {
+		return fmt.Errorf("start BGP: %w", err)
+	}
+	// We install nothing we learn: a router sending a full table costs
+	// only its Adj-RIB-In. The global import policy also filters our own
+	// paths on their way into the RIB, so those are accepted by name.
+	imp := &api.Policy{Name: "herald-import", Statements: []*api.Statement{{
+		Name:       "herald-import-local",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
+	}}}
+	if err := s.bs.AddPolicy(ctx, &api.AddPolicyRequest{Policy: imp}); err != nil {
+		return fmt.Errorf("import policy: %w", err)
+	}
+	err = s.bs.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_IMPORT,
+		Policies:      []*api.Policy{{Name: imp.Name}},
+		DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT,
+	}})
+	if err != nil {
+		return fmt.Errorf("import policy: %w", err)
+	}
+	s.running, s.routerID, s.asn = true, routerID, asn
+	s.log.Info("BGP started", zap.Stringer("routerID", routerID), zap.Uint32("asn", asn))
+	return nil
+}
+
+// globalASN keeps the current global ASN while a peer still uses it, so
+// reordering peers never restarts BGP; else it takes the first peer's.
+func globalASN(cur uint32, peers []Peer) uint32 {
+	for _, p := range peers {
+		if p.MyASN == cur {
+			return cur
+		}
+	}
+	return peers[0].MyASN
+}
+
+// normalize sorts peers by name, drops invalid or duplicate ones (reporting
+// them) and masks route prefixes.
+func normalize(d Desired) (Desired, []error) {
+	var errs []error
+	out := d
+	out.Peers = nil
+	seen := map[string]bool{}
+	for _, p := range d.Peers {
+		switch {
+		case seen[p.Name]:
+			errs = append(errs, fmt.Errorf("peer %s: duplicate name", p.Name))
+			continue
+		case !p.Address.IsValid():
+			errs = append(errs, fmt.Errorf("peer %s: no address", p.Name))
+			continue
+		case p.ASN == 0 || p.MyASN == 0:
+			errs = append(errs, fmt.Errorf("peer %s: ASN 0", p.Name))
+			continue
+		}
+		seen[p.Name] = true
+		p.Address = p.Address.Unmap()
+		out.Peers = append(out.Peers, p)
+	}
+	slices.SortFunc(out.Peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
+	out.Routes = make(map[netip.Prefix][]string, len(d.Routes))
+	for p, advs := range d.Routes {
+		if !p.IsValid() {
+			continue
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
+		out.Routes[p] = append(out.Routes[p], advs...)
+	}
+	return out, errs
+}
+
+func passwords(peers []Peer) []string {
+	var out []string
+	for _, p := range peers {
+		if p.Password != "" {
+			out = append(out, p.Password)
+		}
+	}
+	return out
+}
+
+// apply makes GoBGP go from s.applied to d.
+func (s *Server) apply(ctx context.Context, d Desired) []error {
+	var errs []error
+	old := s.applied
+	pd := diffPeers(old.Peers, d.Peers)
+	rd := diffRoutes(old, d)
+	pol := buildExport(d)
+
+	// Prefix sets gain their prefixes before the paths propagate; those of
+	// changed prefixes are right before the soft resets below.
+	for k, pfxs := range rd.Join {
+		err := s.bs.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: apiPrefixSet(prefixSetName(k), pfxs)})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("prefix set %s: %w", prefixSetName(k), err))
+		}
+	}
+	leaveLater := map[setKey][]netip.Prefix{}
+	for k, pfxs := range rd.Leave {
+		var now []netip.Prefix
+		for _, p := range pfxs {
+			if _, ok := d.Routes[p]; ok {
+				now = append(now, p)
+			} else {
+				leaveLater[k] = append(leaveLater[k], p)
+			}
+		}
+		errs = append(errs, s.leave(ctx, k, now)...)
+	}
+
+	var oldPol exportPolicy
+	if s.policy != nil {
+		oldPol = *s.policy
+	}
+	policyChanged := s.policy == nil || !pol.equal(oldPol)
+	if policyChanged {
+		s.gen++
+		if err := installPolicy(ctx, s.bs, pol, s.gen, s.policy); err != nil {
+			errs = append(errs, err)
+		}
+		s.policy = &pol
+		s.logNextHops(d)
+	}
+
+	routes := make(map[netip.Prefix][]string, len(d.Routes))
+	for p, a := range d.Routes {
+		routes[p] = a
+	}
+	if len(rd.Announce) > 0 {
+		paths := make([]*apiutil.Path, 0, len(rd.Announce))
+		var sent []netip.Prefix
+		for _, p := range rd.Announce {
+			ap, err := apiPath(p, false)
+			if err != nil {
+				errs = append(errs, err)
+				delete(routes, p)
+				continue
+			}
+			paths = append(paths, ap)
+			sent = append(sent, p)
+		}
+		t := time.Now()
+		resps, err := s.bs.AddPath(apiutil.AddPathRequest{Paths: paths})
+		for i, r := range resps {
+			if r.Error != nil {
+				errs = append(errs, fmt.Errorf("announce %s: %w", sent[i], r.Error))
+				delete(routes, sent[i])
+			}
+		}
+		if err != nil && len(resps) == 0 {
+			errs = append(errs, fmt.Errorf("announce %d prefixes: %w", len(paths), err))
+			for _, p := range sent {
+				delete(routes, p)
+			}
+		}
+		s.log.Debug("announced", zap.Int("prefixes", len(paths)), zap.Duration("took", time.Since(t)))
+	}
+	if len(rd.Withdraw) > 0 {
+		paths := make([]*apiutil.Path, 0, len(rd.Withdraw))
+		for _, p := range rd.Withdraw {
+			ap, err := apiPath(p, true)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			paths = append(paths, ap)
+		}
+		if err := s.bs.DeletePath(apiutil.DeletePathRequest{Paths: paths}); err != nil {
+			errs = append(errs, fmt.Errorf("withdraw %d prefixes: %w", len(paths), err))
+			for _, p := range rd.Withdraw {
+				routes[p] = old.Routes[p] // still held: retry next time
+			}
+		}
+	}
+	for k, pfxs := range leaveLater {
+		errs = append(errs, s.leave(ctx, k, pfxs)...)
+	}
+	for _, a := range old.Advertisements {
+		if !slices.ContainsFunc(d.Advertisements, func(b Advertisement) bool { return b.Name == a.Name }) {
+			for _, v6 := range []bool{false, true} {
+				ds := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: prefixSetName(setKey{a.Name, v6})}
+				// Absent when never used: nothing to report.
+				_ = s.bs.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: ds, All: true})
+			}
+		}
+	}
+
+	// Sessions: removed and changed peers go first, then new ones, which
+	// find every route in place and send them in their initial update.
+	peers := slices.Clone(old.Peers)
+	drop := func(p Peer) bool {
+		if err := s.bs.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("peer %s: delete: %w", p.Name, err))
+			return false
+		}
+		peers = slices.DeleteFunc(peers, func(q Peer) bool { return q.Name == p.Name })
+		return true
+	}
+	for _, p := range pd.Delete {
+		if drop(p) {
+			s.log.Info("peer removed", zap.String("peer", p.Name))
+		}
+	}
+	add := func(p Peer) {
+		if err := s.bs.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.restarting && p.GracefulRestart)}); err != nil {
+			errs = append(errs, fmt.Errorf("peer %s: %w", p.Name, err))
+			s.setError(p.Name, err.Error())
+			return
+		}
+		peers = append(peers, p)
+	}
+	for _, p := range pd.Change {
+		i := slices.IndexFunc(old.Peers, func(q Peer) bool { return q.Name == p.Name })
+		if drop(old.Peers[i]) {
+			s.log.Info("peer changed: re-adding", zap.String("peer", p.Name))
+			add(p)
+		}
+	}
+	for _, p := range pd.Add {
+		add(p)
+	}
+	slices.SortFunc(peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
+	if len(peers) > 0 {
+		s.restarting = false
+	}
+
+	// Peers that kept their session but whose export view changed get a
+	// soft reset out (a fresh copy of the table; never a session reset).
+	reset := affectedPeers(old, d, rd.Changed)
+	if policyChanged {
+		for _, p := range old.Peers {
+			if !slices.Contains(d.Peers, p) && !slices.ContainsFunc(d.Peers, func(q Peer) bool { return peerEqual(p, q) }) {
+				continue
+			}
+			if oldPol.peerView(p.Address) != pol.peerView(p.Address) && !slices.Contains(reset, p.Name) {
+				reset = append(reset, p.Name)
+			}
+		}
+	}
+	slices.Sort(reset)
+	for _, name := range reset {
+		i := slices.IndexFunc(d.Peers, func(q Peer) bool { return q.Name == name })
+		err := s.bs.ResetPeer(ctx, &api.ResetPeerRequest{
+			Address: d.Peers[i].Address.String(), Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("peer %s: soft reset out: %w", name, err))
+		}
+	}
+
+	s.applied = Desired{
+		RouterID: d.RouterID, NextHopV4: d.NextHopV4, NextHopV6: d.NextHopV6,
+		Peers: peers, Advertisements: slices.Clone(d.Advertisements), Routes: routes,
+	}
+	return errs
+}
+
+func (s *Server) leave(ctx context.Context, k setKey, pfxs []netip.Prefix) []error {
+	if len(pfxs) == 0 {
+		return nil
+	}
+	err := s.bs.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: apiPrefixSet(prefixSetName(k), pfxs)})
+	if err != nil {
+		return []error{fmt.Errorf("prefix set %s: %w", prefixSetName(k), err)}
+	}
+	return nil
+}
+
+func (s *Server) logNextHops(d Desired) {
+	var v4, v6 bool
+	for _, p := range d.Peers {
+		v4 = v4 || p.Address.Is4()
+		v6 = v6 || p.Address.Is6()
+	}
+	if v6 && !d.NextHopV4.IsValid() {
+		s.log.Info("no IPv4 next hop: IPv4 prefixes are skipped on IPv6 sessions")
+	}
+	if v4 && !d.NextHopV6.IsValid() {
+		s.log.Info("no IPv6 next hop: IPv6 prefixes are skipped on IPv4 sessions")
+	}
+}
+
+func peerEqual(a, b Peer) bool {
+	return diffPeers([]Peer{a}, []Peer{b}).Change == nil && a.Name == b.Name
+}
+
+// syncStatus keeps one status entry per wanted peer.
+func (s *Server) syncStatus(peers []Peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := map[string]bool{}
+	for _, p := range peers {
+		keep[p.Name] = true
+		st, ok := s.status[p.Name]
+		if !ok || st.Address != p.Address {
+			st = &peerState{PeerStatus: PeerStatus{Name: p.Name, Address: p.Address, State: "idle", Since: time.Now()}}
+			s.status[p.Name] = st
+		}
+		st.hasBFD = p.BFD != nil
+	}
+	for n := range s.status {
+		if !keep[n] {
+			delete(s.status, n)
+		}
+	}
+}
+
+func (s *Server) setError(name, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.status[name]; ok {
+		st.LastError = s.sec.redact(msg)
+	}
+}
+
+func stateName(st bgp.FSMState) string {
+	return strings.ToLower(strings.TrimPrefix(st.String(), "BGP_FSM_"))
+}
+
+// onPeerEvent runs on GoBGP's watcher goroutine for every state change.
+func (s *Server) onPeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, t time.Time) {
+	if ev.Type != apiutil.PEER_EVENT_STATE {
+		return
+	}
+	addr := ev.Peer.State.NeighborAddress
+	if !addr.IsValid() {
+		addr = ev.Peer.Conf.NeighborAddress
+	}
+	state := stateName(ev.Peer.State.SessionState)
+	s.mu.Lock()
+	var st *peerState
+	for _, x := range s.status {
+		if x.Address == addr {
+			st = x
+		}
+	}
+	if st == nil || st.State == state {
+		s.mu.Unlock()
+		return
+	}
+	wasUp := st.Established
+	st.State, st.Since = state, t
+	st.Established = state == "established"
+	reason := disconnectReason(ev.Peer.State)
+	if wasUp && !st.Established {
+		st.resets++
+		if reason != "" {
+			st.LastError = reason
+		}
+	}
+	name, up := st.Name, st.Established
+	s.mu.Unlock()
+
+	switch {
+	case up && !wasUp:
+		s.log.Info("peer up", zap.String("peer", name), zap.Stringer("address", addr))
+	case wasUp && !up:
+		s.log.Info("peer down", zap.String("peer", name), zap.Stringer("address", addr), zap.String("reason", reason))
+	default:
+		s.log.Debug("peer state", zap.String("peer", name), zap.String("state", state))
+	}
+}
+
+func disconnectReason(st apiutil.PeerState) string {
+	if st.DisconnectReason == api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
+		return ""
+	}
+	r := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(st.DisconnectReason.String(), "DISCONNECT_REASON_"), "_", " "))
+	if st.DisconnectMessage != "" {
+		r += ": " + st.DisconnectMessage
+	}
+	return r
+}
+
+// peerCounters is what ListPeer adds to a status.
+type peerCounters struct {
+	advertised, updatesSent uint64
+	bfd                     string
+}
+
+// Peers returns every wanted session's status, sorted by Name.
+func (s *Server) Peers() []PeerStatus {
+	ps, _ := s.snapshot()
+	out := make([]PeerStatus, len(ps))
+	for i, p := range ps {
+		out[i] = p.PeerStatus
+	}
+	return out
+}
+
+type peerSnapshot struct {
+	PeerStatus
+	hasBFD      bool
+	resets      uint64
+	updatesSent uint64
+}
+
+func (s *Server) snapshot() ([]peerSnapshot, error) {
+	counters := map[netip.Addr]peerCounters{}
+	var err error
+	select {
+	case <-s.ready:
+		s.setMu.Lock()
+		bs, running := s.bs, s.running
+		s.setMu.Unlock()
+		if bs != nil && running {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = bs.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+				var c peerCounters
+				for _, a := range p.GetAfiSafis() {
+					c.advertised += a.GetState().GetAdvertised()
+				}
+				c.updatesSent = p.GetState().GetMessages().GetSent().GetUpdate()
+				if b := p.GetState().GetBfdState(); b != nil && p.GetBfd().GetEnabled() {
+					c.bfd = strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(b.SessionState.String(), "BFD_SESSION_STATE_"), "_", ""))
+				}
+				if a, perr := netip.ParseAddr(p.GetConf().GetNeighborAddress()); perr == nil {
+					counters[a] = c
+				}
+			})
+			cancel()
+		}
+	default:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]peerSnapshot, 0, len(s.status))
+	for _, st := range s.status {
+		ps := peerSnapshot{PeerStatus: st.PeerStatus, hasBFD: st.hasBFD, resets: st.resets}
+		c := counters[st.Address]
+		ps.Advertised = int(c.advertised)
+		ps.updatesSent = c.updatesSent
+		if st.hasBFD {
+			ps.BFD = cmp.Or(c.bfd, "down")
+		}
+		out = append(out, ps)
+	}
+	slices.SortFunc(out, func(a, b peerSnapshot) int { return cmp.Compare(a.Name, b.Name) })
+	return out, err
+}
