@@ -43,17 +43,29 @@ type Options struct {
 	Interfaces func(addr netip.Addr, only []string) ([]string, error)
 }
 
-// Speaker decides what this node announces and keeps l2 and the Services'
-// status in line with it. Build it with New, then Run it.
+// Informers are the speaker's views of the API.
+type Informers struct {
+	Services       coreinformers.ServiceInformer
+	EndpointSlices discoveryinformers.EndpointSliceInformer
+	Nodes          coreinformers.NodeInformer
+	ConfigMaps     coreinformers.ConfigMapInformer // Herald's ConfigMap
+	Secrets        coreinformers.SecretInformer    // Herald's namespace: BGP passwords
+}
+
+// Speaker decides what this node announces and keeps l2, bgp and the
+// Services' status in line with it. Build it with New, then Run it.
 type Speaker struct {
 	opts       Options
 	services   corelisters.ServiceLister
 	slices     discoverylisters.EndpointSliceLister
 	nodes      corelisters.NodeLister
 	configMaps corelisters.ConfigMapLister
+	secrets    corelisters.SecretLister
 	synced     []cache.InformerSynced
 	members    *Members
 	l2         Announcer
+	bgp        BGP
+	bgpState   bgpState // only the loop touches it
 	status     *statusWriter
 	metrics    *Metrics
 	log        *zap.Logger
@@ -74,33 +86,36 @@ type ownership struct {
 }
 
 // New builds a speaker from informers; it starts nothing.
-func New(kube kubernetes.Interface, services coreinformers.ServiceInformer, endpointSlices discoveryinformers.EndpointSliceInformer,
-	nodes coreinformers.NodeInformer, configMaps coreinformers.ConfigMapInformer, members *Members, l2 Announcer,
+func New(kube kubernetes.Interface, inf Informers, members *Members, l2 Announcer, bgp BGP,
 	recorder record.EventRecorder, metrics *Metrics, log *zap.Logger, opts Options,
 ) *Speaker {
+	informers := []cache.SharedIndexInformer{inf.Services.Informer(), inf.EndpointSlices.Informer(),
+		inf.Nodes.Informer(), inf.ConfigMaps.Informer(), inf.Secrets.Informer()}
 	s := &Speaker{
 		opts:       opts,
-		services:   services.Lister(),
-		slices:     endpointSlices.Lister(),
-		nodes:      nodes.Lister(),
-		configMaps: configMaps.Lister(),
-		synced: []cache.InformerSynced{services.Informer().HasSynced, endpointSlices.Informer().HasSynced,
-			nodes.Informer().HasSynced, configMaps.Informer().HasSynced},
-		members: members,
-		l2:      l2,
-		status:  newStatusWriter(kube, recorder, opts.Node, log.Named("status")),
-		metrics: metrics,
-		log:     log,
-		trigger: make(chan struct{}, 1),
-		owned:   map[netip.Addr]ownership{},
+		services:   inf.Services.Lister(),
+		slices:     inf.EndpointSlices.Lister(),
+		nodes:      inf.Nodes.Lister(),
+		configMaps: inf.ConfigMaps.Lister(),
+		secrets:    inf.Secrets.Lister(),
+		members:    members,
+		l2:         l2,
+		bgp:        bgp,
+		bgpState:   bgpState{passwords: map[config.SecretRef]string{}},
+		status:     newStatusWriter(kube, recorder, opts.Node, log.Named("status")),
+		metrics:    metrics,
+		log:        log,
+		trigger:    make(chan struct{}, 1),
+		owned:      map[netip.Addr]ownership{},
 	}
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.poke() },
 		UpdateFunc: func(any, any) { s.poke() },
 		DeleteFunc: func(any) { s.poke() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{services.Informer(), endpointSlices.Informer(), nodes.Informer(), configMaps.Informer()} {
-		_, _ = inf.AddEventHandler(handler)
+	for _, i := range informers {
+		s.synced = append(s.synced, i.HasSynced)
+		_, _ = i.AddEventHandler(handler)
 	}
 	return s
 }
@@ -139,7 +154,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		next := s.reconcile()
+		next := s.reconcile(ctx)
 		s.mu.Lock()
 		s.ready, s.lastLoop = true, time.Now()
 		s.mu.Unlock()
@@ -159,14 +174,22 @@ func (s *Speaker) Run(ctx context.Context) error {
 
 // reconcile makes one decision and applies it; it returns when to look
 // again at the latest (a hand-back ending, a hold-down passing).
-func (s *Speaker) reconcile() time.Duration {
+func (s *Speaker) reconcile(ctx context.Context) time.Duration {
 	cfg := s.loadConfig()
 	if cfg == nil {
 		return time.Second // nothing is announced before a first valid config
 	}
+	svcs := s.serviceInfos()
+	nodes := s.nodeInfos()
+	s.reconcileBGP(ctx, cfg, svcs, nodes)
+	return s.reconcileL2(cfg, svcs, nodes)
+}
+
+// reconcileL2 elects the owner of every address among the live speakers and
+// answers for those this node owns.
+func (s *Speaker) reconcileL2(cfg *config.Config, svcs []ServiceInfo, nodes []NodeInfo) time.Duration {
 	if !s.members.Joined() {
-		s.nodeInfos() // hands memberlist the peers to join
-		return 100 * time.Millisecond
+		return 100 * time.Millisecond // nodeInfos has handed memberlist the peers to join
 	}
 	if s.members.Isolated() {
 		// Cut off: answer for nothing until back among the others, who
@@ -177,8 +200,7 @@ func (s *Speaker) reconcile() time.Duration {
 		s.l2.Set(nil)
 		return time.Second
 	}
-	svcs := s.serviceInfos()
-	owners := DecideL2(cfg, svcs, s.nodeInfos())
+	owners := DecideL2(cfg, svcs, nodes)
 	s.status.setPrimaries(svcs)
 	now := time.Now()
 	s.mu.Lock()

@@ -111,13 +111,11 @@ func (w *statusWriter) set(services []string, addr netip.Addr, c metav1.Conditio
 		if !event {
 			continue
 		}
-		ns, name, _ := cache.SplitMetaNamespaceKey(key)
-		ref := &corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: ns, Name: name}
 		typ := corev1.EventTypeNormal
 		if c.Status == metav1.ConditionFalse {
 			typ = corev1.EventTypeWarning
 		}
-		w.recorder.Event(ref, typ, c.Reason, c.Message)
+		w.event(key, typ, c.Reason, c.Message)
 	}
 }
 
@@ -180,6 +178,12 @@ func (w *statusWriter) write(ctx context.Context, key string) error {
 	}
 	w.forget(key, c)
 	return nil
+}
+
+// event records an Event on the Service key.
+func (w *statusWriter) event(key, typ, reason, msg string) {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	w.recorder.Event(&corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: ns, Name: name}, typ, reason, msg)
 }
 
 // forget drops the wish for key if it is still c (a newer one stays).

@@ -1,5 +1,6 @@
-// Command herald-speaker runs on every node and answers ARP/NDP for the
-// Service addresses this node is elected to announce.
+// Command herald-speaker runs on every node: it answers ARP/NDP for the
+// Service addresses this node is elected to announce, and advertises
+// addresses to BGP peers.
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/heraldlb/herald/bgp"
 	"github.com/heraldlb/herald/cmd/internal/serve"
 	"github.com/heraldlb/herald/l2"
 	"github.com/heraldlb/herald/speaker"
@@ -100,20 +102,25 @@ func run(log *zap.Logger, f flags) error {
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", f.configName).String()
 		}))
-	s := speaker.New(kube, all.Core().V1().Services(), all.Discovery().V1().EndpointSlices(), all.Core().V1().Nodes(),
-		own.Core().V1().ConfigMaps(), members, announcer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
+	secrets := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(f.namespace))
+	bgpServer := bgp.New(bgp.Options{Log: log.Named("bgp"), Registerer: reg})
+	inf := speaker.Informers{Services: all.Core().V1().Services(), EndpointSlices: all.Discovery().V1().EndpointSlices(),
+		Nodes: all.Core().V1().Nodes(), ConfigMaps: own.Core().V1().ConfigMaps(), Secrets: secrets.Core().V1().Secrets()}
+	s := speaker.New(kube, inf, members, announcer, bgpServer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
 		speaker.Options{Node: f.node, Namespace: f.namespace, ConfigName: f.configName, LBClass: f.lbClass, HandBack: f.handBack, Interfaces: l2.InterfacesFor})
-	all.Start(ctx.Done())
-	own.Start(ctx.Done())
+	for _, factory := range []informers.SharedInformerFactory{all, own, secrets} {
+		factory.Start(ctx.Done())
+	}
 
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	go func() { errc <- serve.HTTP(ctx, f.metricsAddr, reg, s.Ready, s.Healthy) }()
 	go func() { errc <- announcer.Run(ctx) }()
 	go func() { errc <- members.Run(ctx) }()
+	go func() { errc <- bgpServer.Run(ctx) }()
 	go func() { errc <- s.Run(ctx) }()
 	err = <-errc
 	stop()
-	for range 3 {
+	for range 4 {
 		if e := <-errc; err == nil {
 			err = e
 		}

@@ -1,0 +1,196 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/heraldlb/herald/bgp"
+	"github.com/heraldlb/herald/config"
+)
+
+// BGP is what the speaker drives for BGP (bgp.Server).
+type BGP interface {
+	Set(ctx context.Context, d bgp.Desired) error
+}
+
+// Reasons of the speaker's BGP Events.
+const (
+	ReasonBGPAdvertised = "BGPAdvertised"
+	ReasonBGPWithdrawn  = "BGPWithdrawn"
+)
+
+// bgpState is what the BGP half remembers between decisions.
+type bgpState struct {
+	advertised map[string][]netip.Prefix // per Service, what this node sends
+	passwords  map[config.SecretRef]string
+	problems   string // the last Set's or passwords' errors, logged on change
+}
+
+// reconcileBGP decides what this node says over BGP and hands it to the
+// BGP server, which applies the difference.
+func (s *Speaker) reconcileBGP(ctx context.Context, cfg *config.Config, svcs []ServiceInfo, nodes []NodeInfo) {
+	if s.bgp == nil {
+		return
+	}
+	self, node, ok := s.self(nodes)
+	if !ok {
+		return // our Node object is unknown: change nothing
+	}
+	d := DecideBGP(cfg, svcs, self)
+	desired, problems := s.desiredBGP(cfg, d, node)
+	if err := s.bgp.Set(ctx, desired); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if p := strings.Join(problems, "; "); p != s.bgpState.problems {
+		s.bgpState.problems = p
+		if p != "" {
+			s.log.Error("BGP", zap.String("problems", p))
+		}
+	}
+	s.bgpEvents(d)
+}
+
+// self finds this node among nodes and its Node object.
+func (s *Speaker) self(nodes []NodeInfo) (NodeInfo, *corev1.Node, bool) {
+	node, err := s.nodes.Get(s.opts.Node)
+	if err != nil {
+		return NodeInfo{}, nil, false
+	}
+	i := slices.IndexFunc(nodes, func(n NodeInfo) bool { return n.Name == s.opts.Node })
+	if i < 0 {
+		return NodeInfo{}, nil, false
+	}
+	return nodes[i], node, true
+}
+
+// desiredBGP turns a decision into the BGP server's terms.
+func (s *Speaker) desiredBGP(cfg *config.Config, d BGPDecision, node *corev1.Node) (bgp.Desired, []string) {
+	var problems []string
+	out := bgp.Desired{Routes: d.Routes}
+	for _, a := range node.Status.Addresses {
+		addr, err := netip.ParseAddr(a.Address)
+		if a.Type != corev1.NodeInternalIP || err != nil {
+			continue
+		}
+		if addr.Is4() && !out.NextHopV4.IsValid() {
+			out.NextHopV4 = addr
+		}
+		if addr.Is6() && !out.NextHopV6.IsValid() {
+			out.NextHopV6 = addr
+		}
+	}
+	out.RouterID = out.NextHopV4
+	held := map[string]bool{}
+	for _, p := range d.Peers {
+		if p.RouterID.IsValid() {
+			out.RouterID = p.RouterID
+		}
+		peer, ok, err := s.bgpPeer(cfg, p)
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+		if !ok {
+			continue
+		}
+		out.Peers = append(out.Peers, peer)
+		held[p.Name] = true
+	}
+	for _, adv := range cfg.BGPAdvertisements {
+		a := bgp.Advertisement{Name: adv.Name, LocalPref: adv.LocalPref}
+		for _, p := range adv.Peers {
+			if held[p] {
+				a.Peers = append(a.Peers, p)
+			}
+		}
+		if len(adv.Peers) > 0 && len(a.Peers) == 0 {
+			continue // DecideBGP sends nothing with it
+		}
+		for _, c := range adv.Communities {
+			if c.Large {
+				a.LargeCommunities = append(a.LargeCommunities, c.Parts)
+			} else {
+				a.Communities = append(a.Communities, c.Standard)
+			}
+		}
+		out.Advertisements = append(out.Advertisements, a)
+	}
+	return out, problems
+}
+
+// bgpPeer is one configured peer in the BGP server's terms, with its
+// password read from its Secret. While the Secret is unreadable the last
+// password read stays in use (a session never drops for that) and err says
+// so; without any password the peer is left out (ok false).
+func (s *Speaker) bgpPeer(cfg *config.Config, p config.BGPPeer) (peer bgp.Peer, ok bool, err error) {
+	peer = bgp.Peer{
+		Name: p.Name, Address: p.Address, Port: p.Port, ASN: p.ASN, MyASN: p.MyASN, SourceAddress: p.SourceAddress,
+		HoldTime: p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectTime: p.ConnectTime,
+		EBGPMultihop: p.EBGPMultihop, GracefulRestart: p.GracefulRestart,
+	}
+	if i := slices.IndexFunc(cfg.BFDProfiles, func(b config.BFDProfile) bool { return b.Name == p.BFDProfile }); i >= 0 {
+		b := cfg.BFDProfiles[i]
+		peer.BFD = &bgp.BFD{ReceiveInterval: b.ReceiveInterval, TransmitInterval: b.TransmitInterval, DetectMultiplier: uint8(b.DetectMultiplier)}
+	}
+	if p.PasswordSecret == nil {
+		return peer, true, nil
+	}
+	ref := *p.PasswordSecret
+	secret, err := s.secrets.Secrets(s.opts.Namespace).Get(ref.Name)
+	if err == nil {
+		if v, found := secret.Data[ref.Key]; found {
+			s.bgpState.passwords[ref] = string(v)
+		} else {
+			err = fmt.Errorf("no key %q", ref.Key)
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("BGP peer %s: password Secret %s/%s: %w", p.Name, s.opts.Namespace, ref.Name, err)
+	}
+	pw, known := s.bgpState.passwords[ref]
+	if !known {
+		return bgp.Peer{}, false, err
+	}
+	if err != nil {
+		err = fmt.Errorf("%w (the last password read stays in use)", err)
+	}
+	peer.Password = pw
+	return peer, true, err
+}
+
+// bgpEvents records on each Service when this node starts or stops
+// advertising it, or advertises other prefixes.
+func (s *Speaker) bgpEvents(d BGPDecision) {
+	for key, bs := range d.Services {
+		prev := s.bgpState.advertised[key]
+		switch {
+		case slices.Equal(prev, bs.Prefixes):
+		case len(bs.Prefixes) > 0:
+			s.status.event(key, corev1.EventTypeNormal, ReasonBGPAdvertised,
+				fmt.Sprintf("%s advertised from node %s via BGP", joinPrefixes(bs.Prefixes), s.opts.Node))
+		default:
+			s.status.event(key, corev1.EventTypeNormal, ReasonBGPWithdrawn,
+				fmt.Sprintf("node %s stopped advertising %s via BGP: %s", s.opts.Node, joinPrefixes(prev), bs.Why))
+		}
+	}
+	advertised := make(map[string][]netip.Prefix, len(d.Services))
+	for key, bs := range d.Services {
+		if len(bs.Prefixes) > 0 {
+			advertised[key] = bs.Prefixes
+		}
+	}
+	s.bgpState.advertised = advertised
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ", ")
+}
