@@ -6,15 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
-	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -293,53 +292,84 @@ func passwords(peers []Peer) []string {
 	return out
 }
 
-// apply makes GoBGP go from s.applied to d.
+// apply makes GoBGP go from s.applied to d, in an order that keeps every
+// peer's view right at each step: prefix sets before paths, paths before
+// new sessions, soft resets last.
 func (s *Server) apply(ctx context.Context, d Desired) []error {
-	var errs []error
 	old := s.applied
-	pd := diffPeers(old.Peers, d.Peers)
 	rd := diffRoutes(old, d)
-	pol := buildExport(d)
+	leaveLater, errs := s.updateSets(ctx, d, rd)
+	policyChanged, oldPol, err := s.updatePolicy(ctx, d)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	routes, rerrs := s.updatePaths(old, d, rd)
+	errs = append(errs, rerrs...)
+	for k, pfxs := range leaveLater {
+		errs = append(errs, s.leave(ctx, k, pfxs)...)
+	}
+	s.dropOldSets(ctx, old, d)
+	peers, perrs := s.updatePeers(ctx, old, d)
+	errs = append(errs, perrs...)
+	errs = append(errs, s.softResets(ctx, old, d, rd, policyChanged, oldPol)...)
+	s.applied = Desired{
+		RouterID: d.RouterID, NextHopV4: d.NextHopV4, NextHopV6: d.NextHopV6,
+		Peers: peers, Advertisements: slices.Clone(d.Advertisements), Routes: routes,
+	}
+	return errs
+}
 
-	// Prefix sets gain their prefixes before the paths propagate; those of
-	// changed prefixes are right before the soft resets below.
+// updateSets gives prefix sets their new prefixes before the paths
+// propagate, and takes out those of prefixes that stay; the ones of
+// withdrawn prefixes are returned, to leave after the withdrawal.
+func (s *Server) updateSets(ctx context.Context, d Desired, rd routeDiff) (map[setKey][]netip.Prefix, []error) {
+	var errs []error
 	for k, pfxs := range rd.Join {
 		err := s.bs.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: apiPrefixSet(prefixSetName(k), pfxs)})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("prefix set %s: %w", prefixSetName(k), err))
 		}
 	}
-	leaveLater := map[setKey][]netip.Prefix{}
+	later := map[setKey][]netip.Prefix{}
 	for k, pfxs := range rd.Leave {
 		var now []netip.Prefix
 		for _, p := range pfxs {
 			if _, ok := d.Routes[p]; ok {
 				now = append(now, p)
 			} else {
-				leaveLater[k] = append(leaveLater[k], p)
+				later[k] = append(later[k], p)
 			}
 		}
 		errs = append(errs, s.leave(ctx, k, now)...)
 	}
+	return later, errs
+}
 
-	var oldPol exportPolicy
+// updatePolicy installs the export policy d needs if it differs from the
+// installed one; it returns whether it did and the one it replaced.
+func (s *Server) updatePolicy(ctx context.Context, d Desired) (bool, exportPolicy, error) {
+	pol := buildExport(d)
+	var old exportPolicy
 	if s.policy != nil {
-		oldPol = *s.policy
+		old = *s.policy
 	}
-	policyChanged := s.policy == nil || !pol.equal(oldPol)
-	if policyChanged {
-		s.gen++
-		if err := installPolicy(ctx, s.bs, pol, s.gen, s.policy); err != nil {
-			errs = append(errs, err)
-		}
-		s.policy = &pol
-		s.logNextHops(d)
+	if s.policy != nil && pol.equal(old) {
+		return false, old, nil
 	}
+	s.gen++
+	err := installPolicy(ctx, s.bs, pol, s.gen, s.policy)
+	s.policy = &pol
+	s.logNextHops(d)
+	return true, old, err
+}
 
+// updatePaths announces new prefixes and withdraws gone ones, one batch
+// each; it returns the routes GoBGP now holds (a failed prefix is retried
+// by the next Set).
+func (s *Server) updatePaths(old, d Desired, rd routeDiff) (map[netip.Prefix][]string, []error) {
+	var errs []error
 	routes := make(map[netip.Prefix][]string, len(d.Routes))
-	for p, a := range d.Routes {
-		routes[p] = a
-	}
+	maps.Copy(routes, d.Routes)
 	if len(rd.Announce) > 0 {
 		paths := make([]*apiutil.Path, 0, len(rd.Announce))
 		var sent []netip.Prefix
@@ -386,21 +416,29 @@ func (s *Server) apply(ctx context.Context, d Desired) []error {
 			}
 		}
 	}
-	for k, pfxs := range leaveLater {
-		errs = append(errs, s.leave(ctx, k, pfxs)...)
-	}
+	return routes, errs
+}
+
+// dropOldSets deletes the prefix sets of advertisements that are gone.
+func (s *Server) dropOldSets(ctx context.Context, old, d Desired) {
 	for _, a := range old.Advertisements {
-		if !slices.ContainsFunc(d.Advertisements, func(b Advertisement) bool { return b.Name == a.Name }) {
-			for _, v6 := range []bool{false, true} {
-				ds := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: prefixSetName(setKey{a.Name, v6})}
-				// Absent when never used: nothing to report.
-				_ = s.bs.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: ds, All: true})
-			}
+		if slices.ContainsFunc(d.Advertisements, func(b Advertisement) bool { return b.Name == a.Name }) {
+			continue
+		}
+		for _, v6 := range []bool{false, true} {
+			ds := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: prefixSetName(setKey{a.Name, v6})}
+			// Absent when never used: nothing to report.
+			_ = s.bs.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: ds, All: true})
 		}
 	}
+}
 
-	// Sessions: removed and changed peers go first, then new ones, which
-	// find every route in place and send them in their initial update.
+// updatePeers removes and re-adds changed peers, then adds new ones, which
+// find every route in place and send them in their initial update. It
+// returns the peers GoBGP now holds (a refused one is retried next Set).
+func (s *Server) updatePeers(ctx context.Context, old, d Desired) ([]Peer, []error) {
+	var errs []error
+	pd := diffPeers(old.Peers, d.Peers)
 	peers := slices.Clone(old.Peers)
 	drop := func(p Peer) bool {
 		if err := s.bs.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
@@ -410,11 +448,6 @@ func (s *Server) apply(ctx context.Context, d Desired) []error {
 		peers = slices.DeleteFunc(peers, func(q Peer) bool { return q.Name == p.Name })
 		return true
 	}
-	for _, p := range pd.Delete {
-		if drop(p) {
-			s.log.Info("peer removed", zap.String("peer", p.Name))
-		}
-	}
 	add := func(p Peer) {
 		if err := s.bs.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.restarting && p.GracefulRestart)}); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", p.Name, err))
@@ -422,6 +455,11 @@ func (s *Server) apply(ctx context.Context, d Desired) []error {
 			return
 		}
 		peers = append(peers, p)
+	}
+	for _, p := range pd.Delete {
+		if drop(p) {
+			s.log.Info("peer removed", zap.String("peer", p.Name))
+		}
 	}
 	for _, p := range pd.Change {
 		i := slices.IndexFunc(old.Peers, func(q Peer) bool { return q.Name == p.Name })
@@ -437,21 +475,25 @@ func (s *Server) apply(ctx context.Context, d Desired) []error {
 	if len(peers) > 0 {
 		s.restarting = false
 	}
+	return peers, errs
+}
 
-	// Peers that kept their session but whose export view changed get a
-	// soft reset out (a fresh copy of the table; never a session reset).
+// softResets sends a fresh copy of the table (never a session reset) to
+// the peers that kept their session but whose export view changed.
+func (s *Server) softResets(ctx context.Context, old, d Desired, rd routeDiff, policyChanged bool, oldPol exportPolicy) []error {
 	reset := affectedPeers(old, d, rd.Changed)
 	if policyChanged {
 		for _, p := range old.Peers {
-			if !slices.Contains(d.Peers, p) && !slices.ContainsFunc(d.Peers, func(q Peer) bool { return peerEqual(p, q) }) {
+			if !slices.ContainsFunc(d.Peers, func(q Peer) bool { return peerEqual(p, q) }) {
 				continue
 			}
-			if oldPol.peerView(p.Address) != pol.peerView(p.Address) && !slices.Contains(reset, p.Name) {
+			if oldPol.peerView(p.Address) != s.policy.peerView(p.Address) && !slices.Contains(reset, p.Name) {
 				reset = append(reset, p.Name)
 			}
 		}
 	}
 	slices.Sort(reset)
+	var errs []error
 	for _, name := range reset {
 		i := slices.IndexFunc(d.Peers, func(q Peer) bool { return q.Name == name })
 		err := s.bs.ResetPeer(ctx, &api.ResetPeerRequest{
@@ -460,11 +502,6 @@ func (s *Server) apply(ctx context.Context, d Desired) []error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: soft reset out: %w", name, err))
 		}
-	}
-
-	s.applied = Desired{
-		RouterID: d.RouterID, NextHopV4: d.NextHopV4, NextHopV6: d.NextHopV6,
-		Peers: peers, Advertisements: slices.Clone(d.Advertisements), Routes: routes,
 	}
 	return errs
 }
@@ -496,159 +533,4 @@ func (s *Server) logNextHops(d Desired) {
 
 func peerEqual(a, b Peer) bool {
 	return diffPeers([]Peer{a}, []Peer{b}).Change == nil && a.Name == b.Name
-}
-
-// syncStatus keeps one status entry per wanted peer.
-func (s *Server) syncStatus(peers []Peer) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	keep := map[string]bool{}
-	for _, p := range peers {
-		keep[p.Name] = true
-		st, ok := s.status[p.Name]
-		if !ok || st.Address != p.Address {
-			st = &peerState{PeerStatus: PeerStatus{Name: p.Name, Address: p.Address, State: "idle", Since: time.Now()}}
-			s.status[p.Name] = st
-		}
-		st.hasBFD = p.BFD != nil
-	}
-	for n := range s.status {
-		if !keep[n] {
-			delete(s.status, n)
-		}
-	}
-}
-
-func (s *Server) setError(name, msg string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.status[name]; ok {
-		st.LastError = s.sec.redact(msg)
-	}
-}
-
-func stateName(st bgp.FSMState) string {
-	return strings.ToLower(strings.TrimPrefix(st.String(), "BGP_FSM_"))
-}
-
-// onPeerEvent runs on GoBGP's watcher goroutine for every state change.
-func (s *Server) onPeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, t time.Time) {
-	if ev.Type != apiutil.PEER_EVENT_STATE {
-		return
-	}
-	addr := ev.Peer.State.NeighborAddress
-	if !addr.IsValid() {
-		addr = ev.Peer.Conf.NeighborAddress
-	}
-	state := stateName(ev.Peer.State.SessionState)
-	s.mu.Lock()
-	var st *peerState
-	for _, x := range s.status {
-		if x.Address == addr {
-			st = x
-		}
-	}
-	if st == nil || st.State == state {
-		s.mu.Unlock()
-		return
-	}
-	wasUp := st.Established
-	st.State, st.Since = state, t
-	st.Established = state == "established"
-	reason := disconnectReason(ev.Peer.State)
-	if wasUp && !st.Established {
-		st.resets++
-		if reason != "" {
-			st.LastError = reason
-		}
-	}
-	name, up := st.Name, st.Established
-	s.mu.Unlock()
-
-	switch {
-	case up && !wasUp:
-		s.log.Info("peer up", zap.String("peer", name), zap.Stringer("address", addr))
-	case wasUp && !up:
-		s.log.Info("peer down", zap.String("peer", name), zap.Stringer("address", addr), zap.String("reason", reason))
-	default:
-		s.log.Debug("peer state", zap.String("peer", name), zap.String("state", state))
-	}
-}
-
-func disconnectReason(st apiutil.PeerState) string {
-	if st.DisconnectReason == api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
-		return ""
-	}
-	r := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(st.DisconnectReason.String(), "DISCONNECT_REASON_"), "_", " "))
-	if st.DisconnectMessage != "" {
-		r += ": " + st.DisconnectMessage
-	}
-	return r
-}
-
-// peerCounters is what ListPeer adds to a status.
-type peerCounters struct {
-	advertised, updatesSent uint64
-	bfd                     string
-}
-
-// Peers returns every wanted session's status, sorted by Name.
-func (s *Server) Peers() []PeerStatus {
-	ps, _ := s.snapshot()
-	out := make([]PeerStatus, len(ps))
-	for i, p := range ps {
-		out[i] = p.PeerStatus
-	}
-	return out
-}
-
-type peerSnapshot struct {
-	PeerStatus
-	hasBFD      bool
-	resets      uint64
-	updatesSent uint64
-}
-
-func (s *Server) snapshot() ([]peerSnapshot, error) {
-	counters := map[netip.Addr]peerCounters{}
-	var err error
-	select {
-	case <-s.ready:
-		s.setMu.Lock()
-		bs, running := s.bs, s.running
-		s.setMu.Unlock()
-		if bs != nil && running {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err = bs.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
-				var c peerCounters
-				for _, a := range p.GetAfiSafis() {
-					c.advertised += a.GetState().GetAdvertised()
-				}
-				c.updatesSent = p.GetState().GetMessages().GetSent().GetUpdate()
-				if b := p.GetState().GetBfdState(); b != nil && p.GetBfd().GetEnabled() {
-					c.bfd = strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(b.SessionState.String(), "BFD_SESSION_STATE_"), "_", ""))
-				}
-				if a, perr := netip.ParseAddr(p.GetConf().GetNeighborAddress()); perr == nil {
-					counters[a] = c
-				}
-			})
-			cancel()
-		}
-	default:
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]peerSnapshot, 0, len(s.status))
-	for _, st := range s.status {
-		ps := peerSnapshot{PeerStatus: st.PeerStatus, hasBFD: st.hasBFD, resets: st.resets}
-		c := counters[st.Address]
-		ps.Advertised = int(c.advertised)
-		ps.updatesSent = c.updatesSent
-		if st.hasBFD {
-			ps.BFD = cmp.Or(c.bfd, "down")
-		}
-		out = append(out, ps)
-	}
-	slices.SortFunc(out, func(a, b peerSnapshot) int { return cmp.Compare(a.Name, b.Name) })
-	return out, err
 }
