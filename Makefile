@@ -42,9 +42,11 @@ bench: deps tools
 	@hack/bench.sh
 
 ## demo: bring up a lab, deploy a sample app behind a LoadBalancer Service and
-## reach it from a client. Tear down with `make demo-down`.
+## reach it from a client. MODE=bgp peers the nodes with the lab's router and
+## reaches the app from behind it. Tear down with `make demo-down`.
+MODE ?= l2
 demo: deps tools
-	$(GO) run ./e2e/cmd/lab demo
+	$(GO) run ./e2e/cmd/lab demo -mode $(MODE)
 
 demo-down:
 	$(GO) run ./e2e/cmd/lab down

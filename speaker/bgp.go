@@ -27,7 +27,7 @@ const (
 
 // bgpState is what the BGP half remembers between decisions.
 type bgpState struct {
-	advertised map[string][]netip.Prefix // per Service, what this node sends
+	advertised map[string][]netip.Prefix // per Service, what this node sends; nil before the first decision
 	passwords  map[config.SecretRef]string
 	problems   string // the last Set's or passwords' errors, logged on change
 }
@@ -164,9 +164,15 @@ func (s *Speaker) bgpPeer(cfg *config.Config, p config.BGPPeer) (peer bgp.Peer, 
 }
 
 // bgpEvents records on each Service when this node starts or stops
-// advertising it, or advertises other prefixes.
+// advertising it, or advertises other prefixes. The first decision of a
+// process records nothing: it mostly restates what the previous process
+// advertised (a rolling restart would otherwise send an Event per Service
+// per node, queued ahead of every status write).
 func (s *Speaker) bgpEvents(d BGPDecision) {
 	for key, bs := range d.Services {
+		if s.bgpState.advertised == nil {
+			break
+		}
 		prev := s.bgpState.advertised[key]
 		switch {
 		case slices.Equal(prev, bs.Prefixes):

@@ -16,7 +16,6 @@ import (
 	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
@@ -57,7 +56,7 @@ type Informers struct {
 type Speaker struct {
 	opts       Options
 	services   corelisters.ServiceLister
-	slices     discoverylisters.EndpointSliceLister
+	slices     cache.Indexer // EndpointSlices, indexed byService
 	nodes      corelisters.NodeLister
 	configMaps corelisters.ConfigMapLister
 	secrets    corelisters.SecretLister
@@ -94,7 +93,7 @@ func New(kube kubernetes.Interface, inf Informers, members *Members, l2 Announce
 	s := &Speaker{
 		opts:       opts,
 		services:   inf.Services.Lister(),
-		slices:     inf.EndpointSlices.Lister(),
+		slices:     inf.EndpointSlices.Informer().GetIndexer(),
 		nodes:      inf.Nodes.Lister(),
 		configMaps: inf.ConfigMaps.Lister(),
 		secrets:    inf.Secrets.Lister(),
@@ -108,6 +107,9 @@ func New(kube kubernetes.Interface, inf Informers, members *Members, l2 Announce
 		trigger:    make(chan struct{}, 1),
 		owned:      map[netip.Addr]ownership{},
 	}
+	// Finding a Service's slices by label would scan every slice of the
+	// namespace: O(n²) per decision with n Services.
+	_ = inf.EndpointSlices.Informer().AddIndexers(cache.Indexers{byService: sliceService})
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.poke() },
 		UpdateFunc: func(any, any) { s.poke() },
@@ -326,14 +328,26 @@ func (s *Speaker) serves(svc *corev1.Service) bool {
 	return class == s.opts.LBClass
 }
 
+// byService indexes EndpointSlices by their Service's namespace/name.
+const byService = "byService"
+
+func sliceService(obj any) ([]string, error) {
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok || es.Labels[discoveryv1.LabelServiceName] == "" {
+		return nil, nil
+	}
+	return []string{es.Namespace + "/" + es.Labels[discoveryv1.LabelServiceName]}, nil
+}
+
 // readyNodes lists the nodes with a ready endpoint of svc, sorted.
 func (s *Speaker) readyNodes(svc *corev1.Service) []string {
-	eps, err := s.slices.EndpointSlices(svc.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name}))
+	objs, err := s.slices.ByIndex(byService, svc.Namespace+"/"+svc.Name)
 	if err != nil {
 		return nil
 	}
 	var nodes []string
-	for _, es := range eps {
+	for _, obj := range objs {
+		es := obj.(*discoveryv1.EndpointSlice)
 		for _, e := range es.Endpoints {
 			if e.Conditions.Ready != nil && *e.Conditions.Ready && e.NodeName != nil {
 				nodes = append(nodes, *e.NodeName)

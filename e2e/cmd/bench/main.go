@@ -25,6 +25,7 @@ var measurements = []measurement{
 	{"lab", benchLabUp},
 	{"controller", benchController},
 	{"l2", benchL2},
+	{"bgp", benchBGP},
 }
 
 func main() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -17,22 +18,38 @@ import (
 )
 
 // demo brings a lab up, deploys a sample app behind a LoadBalancer Service
-// and shows a client reaching it.
-func demo(ctx context.Context, cfg lab.Config) error {
+// and shows a client reaching it: in mode "l2" a client on the nodes'
+// network, in mode "bgp" a client behind the router the nodes peer with.
+func demo(ctx context.Context, cfg lab.Config, mode string) error {
+	if mode != "l2" && mode != "bgp" {
+		return fmt.Errorf("demo mode %q: want l2 or bgp", mode)
+	}
 	l, err := up(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	kube := l.Kube()
-	fmt.Println("\n== starting herald-controller with the demo pool")
-	fmt.Print(demoConfig)
-	if err := l.ApplyHeraldConfig(ctx, demoConfig); err != nil {
+	config := demoConfig
+	if mode == "bgp" {
+		config = demoBGPConfig
+		fmt.Printf("\n== the router (FRR, AS %d) peers over eBGP with every node (AS %d), BFD 100 ms x 3\n", lab.RouterASN, demoNodeASN)
+		if err := l.PeerNodes(ctx, demoPeering); err != nil {
+			return err
+		}
+	}
+	fmt.Println("\n== starting herald-controller with the demo configuration")
+	fmt.Print(config)
+	if err := l.ApplyHeraldConfig(ctx, config); err != nil {
 		return err
 	}
 	if _, err := l.StartController(ctx, "herald-controller", "--metrics-addr=127.0.0.1:7472"); err != nil {
 		return err
 	}
-	fmt.Println("== starting herald-speaker on every node (L2: ARP/NDP from one elected node per address)")
+	if mode == "bgp" {
+		fmt.Println("== starting herald-speaker on every node (BGP: every node advertises the Service's addresses to the router)")
+	} else {
+		fmt.Println("== starting herald-speaker on every node (L2: ARP/NDP from one elected node per address)")
+	}
 	for _, n := range l.Nodes {
 		if _, err := l.StartSpeaker(ctx, n.Name, "--metrics-addr=127.0.0.1:7473"); err != nil {
 			return err
@@ -75,6 +92,9 @@ func demo(ctx context.Context, cfg lab.Config) error {
 	if err != nil {
 		return err
 	}
+	if mode == "bgp" {
+		return demoBGP(ctx, l, svc)
+	}
 	fmt.Printf("\n== from the client namespace (%s), GET the EXTERNAL-IPs:\n", lab.Client4)
 	for _, in := range svc.Status.LoadBalancer.Ingress {
 		url := "http://" + net.JoinHostPort(in.IP, "80") + "/"
@@ -105,6 +125,83 @@ l2Advertisements:
 - name: demo
   pools: [demo]
 `
+
+// demoNodeASN is the nodes' AS in the BGP demo.
+const demoNodeASN = 64501
+
+var demoPeering = lab.Peering{NodeASN: demoNodeASN, BFD: true}
+
+// demoBGPConfig gives the demo a pool off the lab's networks, both
+// families, advertised over BGP to the router.
+var demoBGPConfig = fmt.Sprintf(`pools:
+- name: demo
+  addresses: ["198.19.0.10-198.19.0.250", "2001:db8:100::10-2001:db8:100::ff"]
+bgpPeers:
+- name: tor
+  address: %s
+  asn: %d
+  myASN: %d
+  holdTime: 9s
+  connectTime: 1s
+  bfdProfile: fast
+  gracefulRestart: true
+bfdProfiles:
+- {name: fast, receiveInterval: 100ms, transmitInterval: 100ms, detectMultiplier: 3}
+bgpAdvertisements:
+- name: demo
+  pools: [demo]
+  communities: ["64500:100"]
+`, demoPeering.RouterAddress(), lab.RouterASN, demoNodeASN)
+
+// demoBGP shows the router's sessions and its routes to the Service, and
+// the external client reaching the Service through the router.
+func demoBGP(ctx context.Context, l *lab.Lab, svc *corev1.Service) error {
+	if _, err := l.WaitEstablished(ctx, l.PeerAddresses(demoPeering), 30*time.Second); err != nil {
+		return fmt.Errorf("%w; see %s", err, l.LogPath(lab.SpeakerName(l.Nodes[0].Name)))
+	}
+	vtysh := []string{"show bgp summary"}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		a, err := netip.ParseAddr(in.IP)
+		if err != nil {
+			return err
+		}
+		p := netip.PrefixFrom(a, a.BitLen())
+		want := l.PeerAddresses(lab.Peering{IPv6: a.Is6()})
+		if got, err := l.WaitBGPNextHops(ctx, p, want, 30*time.Second); err != nil {
+			return fmt.Errorf("%w (got %v); see %s", err, got, l.LogPath(lab.SpeakerName(l.Nodes[0].Name)))
+		}
+		afi, rib := "ipv4", "ip"
+		if a.Is6() {
+			afi, rib = "ipv6", "ipv6"
+		}
+		vtysh = append(vtysh, fmt.Sprintf("show bgp %s unicast %s", afi, p), fmt.Sprintf("show %s route %s", rib, p))
+	}
+	for _, c := range vtysh {
+		out, err := l.Vtysh(ctx, c)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\n$ router# %s\n%s", c, out)
+	}
+	fmt.Printf("\n== from the external client (%s, behind the router), GET the EXTERNAL-IPs:\n", lab.External4)
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		url := "http://" + net.JoinHostPort(in.IP, "80") + "/"
+		body, err := l.HTTPGetEventually(ctx, l.ExternalNS(), url, 20*time.Second)
+		if err != nil {
+			return fmt.Errorf("GET %s from the external client: %w", url, err)
+		}
+		fmt.Printf("  %-32s -> %s", url, body)
+	}
+	vip := svc.Status.LoadBalancer.Ingress[0].IP
+	fmt.Printf(`
+The lab keeps running. Try:
+  go run ./e2e/cmd/lab kubectl -n demo get svc,events
+  go run ./e2e/cmd/lab exec ext -- curl -s http://%s/
+  go run ./e2e/cmd/lab exec router -- vtysh --vty_socket %s/frr -c 'show bgp ipv4 unicast'
+Tear it down with: make demo-down
+`, vip, l.Dir)
+	return nil
+}
 
 // waitExternalIP waits for the controller to give the Service an address.
 func waitExternalIP(ctx context.Context, l *lab.Lab, ns, name string, timeout time.Duration) (string, error) {

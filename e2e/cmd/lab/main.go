@@ -4,7 +4,7 @@
 //	lab [-prefix hdemo] status
 //	lab [-prefix hdemo] exec <cp|client|router|ext|net|nodeN> [--] command...
 //	lab [-prefix hdemo] kubectl args...
-//	lab [-prefix hdemo] demo [-nodes 3] [-proxy-mode ...]
+//	lab [-prefix hdemo] demo [-nodes 3] [-proxy-mode ...] [-mode l2|bgp]
 //	lab [-prefix hdemo] down [-all]
 package main
 
@@ -35,6 +35,7 @@ func main() {
 	nodes := fs.Int("nodes", 3, "number of nodes (up, demo)")
 	mode := fs.String("proxy-mode", "iptables", "kube-proxy mode: iptables or nftables (up, demo)")
 	all := fs.Bool("all", false, "remove every lab on this machine (down)")
+	demoMode := fs.String("mode", "l2", "how Herald advertises in the demo: l2 (ARP/NDP) or bgp (to the lab's router)")
 	if verb != "exec" && verb != "kubectl" {
 		_ = fs.Parse(rest)
 	}
@@ -56,7 +57,7 @@ func main() {
 	case "kubectl":
 		err = execIn(*prefix, append([]string{"cp", "kubectl"}, rest...))
 	case "demo":
-		err = demo(ctx, cfg)
+		err = demo(ctx, cfg, *demoMode)
 	default:
 		usage()
 	}
