@@ -35,8 +35,9 @@ func seconds(d time.Duration, min uint64) uint64 {
 
 // apiPeer converts p. restarting sets the Restart State (and forwarding)
 // bits in the graceful-restart capability, telling the router that kept
-// our routes as stale to keep them until our End-of-RIB.
-func apiPeer(p Peer, restarting bool) *api.Peer {
+// our routes as stale to keep them until our End-of-RIB. bfd turns on
+// p.BFD (see Server.watchBFD for when).
+func apiPeer(p Peer, restarting, bfd bool) *api.Peer {
 	port := uint32(p.Port)
 	if port == 0 {
 		port = bgp.BGP_PORT
@@ -80,7 +81,7 @@ func apiPeer(p Peer, restarting bool) *api.Peer {
 			LocalRestarting: restarting,
 		}
 	}
-	if b := p.BFD; b != nil {
+	if b := p.BFD; b != nil && bfd {
 		ap.Bfd = &api.BfdPeerConfig{
 			Enabled:                  true,
 			Port:                     bfdPort,

@@ -50,7 +50,10 @@ type Server struct {
 	applied     Desired       // what GoBGP holds
 	policy      *exportPolicy // the export policy installed, nil before the first
 	gen         int
-	restarting  bool // peers added next are this process's first: set Restart State
+	restarting  bool            // peers added next are this process's first: set Restart State
+	bfdOn       map[string]bool // peers whose BFD session runs (only while Established)
+
+	bfdPoke chan struct{} // a session went up or down: see watchBFD
 
 	mu     sync.Mutex // guards status
 	status map[string]*peerState
@@ -74,6 +77,8 @@ func New(opts Options) *Server {
 		sec:        &secrets{},
 		ready:      make(chan struct{}),
 		restarting: true,
+		bfdOn:      map[string]bool{},
+		bfdPoke:    make(chan struct{}, 1),
 		status:     map[string]*peerState{},
 	}
 }
@@ -100,7 +105,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.setMu.Unlock()
 	close(s.ready)
 
-	<-ctx.Done()
+	s.watchBFD(ctx)
 
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
@@ -146,6 +151,7 @@ func (s *Server) stopInstance(gr bool) {
 	s.bs = nil
 	s.running = false
 	s.applied = Desired{}
+	s.bfdOn = map[string]bool{}
 	s.policy = nil
 	s.sec.mu.Lock()
 	s.sec.quietStop = false
@@ -449,12 +455,13 @@ func (s *Server) updatePeers(ctx context.Context, old, d Desired) ([]Peer, []err
 		return true
 	}
 	add := func(p Peer) {
-		if err := s.bs.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.restarting && p.GracefulRestart)}); err != nil {
+		if err := s.bs.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.restarting && p.GracefulRestart, false)}); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", p.Name, err))
 			s.setError(p.Name, err.Error())
 			return
 		}
 		peers = append(peers, p)
+		delete(s.bfdOn, p.Name)
 	}
 	for _, p := range pd.Delete {
 		if drop(p) {
@@ -533,4 +540,47 @@ func (s *Server) logNextHops(d Desired) {
 
 func peerEqual(a, b Peer) bool {
 	return diffPeers([]Peer{a}, []Peer{b}).Change == nil && a.Name == b.Name
+}
+
+// watchBFD runs each peer's BFD session only while its BGP session is
+// Established, until ctx ends. A router's BFD session for a neighbour is
+// typically (re)made when BGP comes up — FRR replaces the one it had with
+// a new discriminator — so a BFD session started earlier binds to the old
+// one, expires and resets the fresh BGP session once more.
+func (s *Server) watchBFD(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.bfdPoke:
+		}
+		s.setMu.Lock()
+		if s.bs != nil && s.running {
+			s.syncBFD(ctx)
+		}
+		s.setMu.Unlock()
+	}
+}
+
+// syncBFD turns BFD on for Established peers that have a profile and off
+// for the others. Changing only BFD never resets a session (GoBGP's
+// UpdatePeer). Called with setMu held.
+func (s *Server) syncBFD(ctx context.Context) {
+	for _, p := range s.applied.Peers {
+		if p.BFD == nil {
+			continue
+		}
+		s.mu.Lock()
+		st, ok := s.status[p.Name]
+		up := ok && st.Established
+		s.mu.Unlock()
+		if up == s.bfdOn[p.Name] {
+			continue
+		}
+		if _, err := s.bs.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: apiPeer(p, false, up)}); err != nil {
+			s.log.Warn("BFD not updated", zap.String("peer", p.Name), zap.Bool("on", up), zap.Error(err))
+			continue
+		}
+		s.bfdOn[p.Name] = up
+	}
 }

@@ -80,6 +80,12 @@ func (s *Server) onPeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, t time.Tim
 	}
 	name, up := st.Name, st.Established
 	s.mu.Unlock()
+	if up != wasUp {
+		select {
+		case s.bfdPoke <- struct{}{}:
+		default:
+		}
+	}
 
 	switch {
 	case up && !wasUp:
