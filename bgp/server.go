@@ -272,6 +272,10 @@ func normalize(d Desired) (Desired, []error) {
 			errs = append(errs, fmt.Errorf("peer %s: ASN 0", p.Name))
 			continue
 		}
+		if p.HoldTime == 0 {
+			// RFC 4271 allows 0 (no keepalives); GoBGP turns 0 into 90 s.
+			errs = append(errs, fmt.Errorf("peer %s: hold time 0 is not supported, 90 s is used", p.Name))
+		}
 		seen[p.Name] = true
 		p.Address = p.Address.Unmap()
 		out.Peers = append(out.Peers, p)
