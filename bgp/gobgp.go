@@ -24,6 +24,12 @@ const (
 	bfdPort    = 3784
 )
 
+// GoBGP's numbering of families in api.Global.Families (its AfiSafiType map).
+const (
+	familyIPv4Unicast = 0
+	familyIPv6Unicast = 1
+)
+
 var families = []*api.Family{
 	{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST},
 	{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},

@@ -214,6 +214,9 @@ func (s *Server) start(ctx context.Context, routerID netip.Addr, asn uint32) err
 		Asn:        asn,
 		RouterId:   routerID.String(),
 		ListenPort: -1, // we dial; routers need not reach us on 179
+		// Only unicast tables: without a list GoBGP makes one per family it
+		// knows, in two RIBs, 2,048 shards each (~9 MB of heap for nothing).
+		Families: []uint32{familyIPv4Unicast, familyIPv6Unicast},
 	}})
 	if err != nil {
 		return fmt.Errorf("start BGP: %w", err)

@@ -42,7 +42,8 @@ type Options struct {
 	Interfaces func(addr netip.Addr, only []string) ([]string, error)
 }
 
-// Informers are the speaker's views of the API.
+// Informers are the speaker's views of the API; Services and EndpointSlices
+// should come from a factory with the transform Trim.
 type Informers struct {
 	Services       coreinformers.ServiceInformer
 	EndpointSlices discoveryinformers.EndpointSliceInformer
@@ -332,11 +333,11 @@ func (s *Speaker) serves(svc *corev1.Service) bool {
 const byService = "byService"
 
 func sliceService(obj any) ([]string, error) {
-	es, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok || es.Labels[discoveryv1.LabelServiceName] == "" {
+	es, ok := asReadyEndpoints(obj)
+	if !ok || es.service == "" {
 		return nil, nil
 	}
-	return []string{es.Namespace + "/" + es.Labels[discoveryv1.LabelServiceName]}, nil
+	return []string{es.Namespace + "/" + es.service}, nil
 }
 
 // readyNodes lists the nodes with a ready endpoint of svc, sorted.
@@ -345,17 +346,31 @@ func (s *Speaker) readyNodes(svc *corev1.Service) []string {
 	if err != nil {
 		return nil
 	}
+	if len(objs) == 1 {
+		if es, ok := asReadyEndpoints(objs[0]); ok {
+			return es.nodes // sorted already; callers only read it
+		}
+	}
 	var nodes []string
 	for _, obj := range objs {
-		es := obj.(*discoveryv1.EndpointSlice)
-		for _, e := range es.Endpoints {
-			if e.Conditions.Ready != nil && *e.Conditions.Ready && e.NodeName != nil {
-				nodes = append(nodes, *e.NodeName)
-			}
+		if es, ok := asReadyEndpoints(obj); ok {
+			nodes = append(nodes, es.nodes...)
 		}
 	}
 	slices.Sort(nodes)
 	return slices.Compact(nodes)
+}
+
+// asReadyEndpoints reads a cached EndpointSlice, which Trim has made a
+// readyEndpoints unless the informer was built without it.
+func asReadyEndpoints(obj any) (*readyEndpoints, bool) {
+	switch o := obj.(type) {
+	case *readyEndpoints:
+		return o, true
+	case *discoveryv1.EndpointSlice:
+		return trimSlice(o), true
+	}
+	return nil, false
 }
 
 // nodeInfos joins Node objects with memberlist's view of who is alive.

@@ -94,5 +94,9 @@ func Kube(kubeconfig string, qps float32, burst int) (*kubernetes.Clientset, err
 		return nil, err
 	}
 	cfg.QPS, cfg.Burst = qps, burst
+	// Protobuf: lists of thousands of Services decode in a fraction of
+	// the time and transient memory of JSON.
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	return kubernetes.NewForConfig(cfg)
 }
