@@ -50,7 +50,7 @@ type Server struct {
 	applied     Desired       // what GoBGP holds
 	policy      *exportPolicy // the export policy installed, nil before the first
 	gen         int
-	restarting  bool            // peers added next are this process's first: set Restart State
+	restarting  bool            // no GR peer added yet by this process: set Restart State
 	bfdOn       map[string]bool // peers whose BFD session runs (only while Established)
 
 	bfdPoke chan struct{} // a session went up or down: see watchBFD
@@ -486,8 +486,8 @@ func (s *Server) updatePeers(ctx context.Context, old, d Desired) ([]Peer, []err
 		add(p)
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
-	if len(peers) > 0 {
-		s.restarting = false
+	if slices.ContainsFunc(peers, func(p Peer) bool { return p.GracefulRestart }) {
+		s.restarting = false // the first table has gone to the GR peers
 	}
 	return peers, errs
 }

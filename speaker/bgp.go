@@ -56,6 +56,29 @@ func (s *Speaker) reconcileBGP(ctx context.Context, cfg *config.Config, svcs []S
 	s.bgpEvents(d)
 }
 
+// openSessions dials, before the Service caches have filled, the peers
+// that can start without routes: opening a session takes GoBGP about two
+// seconds, so with thousands of Services the routes go out the moment they
+// are known. Peers with graceful restart wait for the first full decision:
+// their first update after a restart must carry every route, or the router
+// drops the ones it kept.
+func (s *Speaker) openSessions(ctx context.Context) {
+	cfg := s.loadConfig()
+	node, err := s.nodes.Get(s.opts.Node)
+	if s.bgp == nil || cfg == nil || err != nil {
+		return
+	}
+	d := DecideBGP(cfg, nil, NodeInfo{Name: node.Name, Labels: node.Labels})
+	desired, _ := s.desiredBGP(cfg, d, node) // the first full decision reports problems
+	desired.Peers = slices.DeleteFunc(desired.Peers, func(p bgp.Peer) bool { return p.GracefulRestart })
+	if len(desired.Peers) == 0 {
+		return
+	}
+	if err := s.bgp.Set(ctx, desired); err != nil {
+		s.log.Debug("early BGP sessions", zap.Error(err))
+	}
+}
+
 // self finds this node among nodes and its Node object.
 func (s *Speaker) self(nodes []NodeInfo) (NodeInfo, *corev1.Node, bool) {
 	node, err := s.nodes.Get(s.opts.Node)

@@ -62,6 +62,7 @@ type Speaker struct {
 	configMaps corelisters.ConfigMapLister
 	secrets    corelisters.SecretLister
 	synced     []cache.InformerSynced
+	early      []cache.InformerSynced // what BGP sessions need: Nodes, config, Secrets
 	members    *Members
 	l2         Announcer
 	bgp        BGP
@@ -120,6 +121,7 @@ func New(kube kubernetes.Interface, inf Informers, members *Members, l2 Announce
 		s.synced = append(s.synced, i.HasSynced)
 		_, _ = i.AddEventHandler(handler)
 	}
+	s.early = []cache.InformerSynced{inf.Nodes.Informer().HasSynced, inf.ConfigMaps.Informer().HasSynced, inf.Secrets.Informer().HasSynced}
 	return s
 }
 
@@ -150,6 +152,10 @@ func (s *Speaker) Healthy() bool {
 // Run decides and applies until ctx ends. With the API server gone the
 // informers keep their caches, so the speaker keeps answering for what it owns.
 func (s *Speaker) Run(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), s.early...) {
+		return errors.New("caches did not sync")
+	}
+	s.openSessions(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return errors.New("caches did not sync")
 	}
