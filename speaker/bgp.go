@@ -50,7 +50,7 @@ func (s *Speaker) reconcileBGP(ctx context.Context, cfg *config.Config, svcs []S
 	if p := strings.Join(problems, "; "); p != s.bgpState.problems {
 		s.bgpState.problems = p
 		if p != "" {
-			s.log.Error("BGP", zap.String("problems", p))
+			s.log.Error("BGP not applied as configured", zap.String("problems", p))
 		}
 	}
 	s.bgpEvents(d)

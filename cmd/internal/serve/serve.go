@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	clientfeatures "k8s.io/client-go/features"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -93,10 +94,25 @@ func Kube(kubeconfig string, qps float32, burst int) (*kubernetes.Clientset, err
 	if err != nil {
 		return nil, err
 	}
+	listThenWatch()
 	cfg.QPS, cfg.Burst = qps, burst
 	// Protobuf: lists of thousands of Services decode in a fraction of
 	// the time and transient memory of JSON.
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	return kubernetes.NewForConfig(cfg)
+}
+
+// listThenWatch has informers fill their caches with paged protobuf LISTs
+// instead of client-go's default streamed watch-list: with 10,000 Services
+// and their EndpointSlices a speaker's caches filled in under 2 s instead of
+// about 5 s, with less memory (go run ./e2e/cmd/bench -only bgp).
+func listThenWatch() {
+	clientfeatures.ReplaceFeatureGates(withoutWatchList{clientfeatures.FeatureGates()})
+}
+
+type withoutWatchList struct{ clientfeatures.Gates }
+
+func (g withoutWatchList) Enabled(f clientfeatures.Feature) bool {
+	return f != clientfeatures.WatchListClient && g.Gates.Enabled(f)
 }
