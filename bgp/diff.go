@@ -15,6 +15,13 @@ type peerDiff struct {
 	Change []Peer // same name, new configuration: delete and re-add
 }
 
+// sameSession reports whether b needs no new session where a runs: they
+// differ at most in BFD, which changes in place.
+func sameSession(a, b Peer) bool {
+	a.BFD, b.BFD = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
 // diffPeers compares sessions by Name. A peer whose configuration is equal
 // is left alone, so its session never resets. O(n log n).
 func diffPeers(old, new []Peer) peerDiff {
@@ -30,7 +37,7 @@ func diffPeers(old, new []Peer) peerDiff {
 		switch {
 		case !ok:
 			d.Add = append(d.Add, p)
-		case !reflect.DeepEqual(o, p):
+		case !sameSession(o, p):
 			d.Change = append(d.Change, p)
 		}
 	}

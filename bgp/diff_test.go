@@ -35,7 +35,7 @@ func TestDiffPeers(t *testing.T) {
 		{name: "delete", old: []bgp.Peer{a, b}, new: []bgp.Peer{b}, want: bgp.PeerDiff{Delete: []bgp.Peer{a}}},
 		{name: "change only that one", old: []bgp.Peer{a, b}, new: []bgp.Peer{a, bHold}, want: bgp.PeerDiff{Change: []bgp.Peer{bHold}}},
 		{name: "BFD compared by value", old: []bgp.Peer{aBFD}, new: []bgp.Peer{aBFD2}},
-		{name: "BFD added", old: []bgp.Peer{a}, new: []bgp.Peer{aBFD}, want: bgp.PeerDiff{Change: []bgp.Peer{aBFD}}},
+		{name: "BFD added: changed in place, no new session", old: []bgp.Peer{a}, new: []bgp.Peer{aBFD}},
 		{name: "all new", new: []bgp.Peer{b, a}, want: bgp.PeerDiff{Add: []bgp.Peer{a, b}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

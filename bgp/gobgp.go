@@ -176,12 +176,12 @@ func apiStatement(prefix string, st statement) *api.Statement {
 // installPolicy puts pol in place as generation gen next to the old
 // generation, switches the global export assignment to it and removes the
 // old one, so no path is ever evaluated against a half-built policy.
-func installPolicy(ctx context.Context, bs *server.BgpServer, pol exportPolicy, gen int, old *exportPolicy) error {
+func installPolicy(ctx context.Context, bs *server.BgpServer, pol exportPolicy, gen int, old *exportPolicy, oldGen int) (installed bool, err error) {
 	prefix := fmt.Sprintf("herald-g%d-", gen)
 	for _, name := range pol.prefixSets() {
 		// Appending an empty set creates it, or leaves an existing one as is.
 		if err := bs.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: apiPrefixSet(name, nil)}); err != nil {
-			return fmt.Errorf("prefix set %s: %w", name, err)
+			return false, fmt.Errorf("prefix set %s: %w", name, err)
 		}
 	}
 	for name, addrs := range pol.NeighborSets {
@@ -190,7 +190,7 @@ func installPolicy(ctx context.Context, bs *server.BgpServer, pol exportPolicy, 
 			ds.List = append(ds.List, netip.PrefixFrom(a, a.BitLen()).String())
 		}
 		if err := bs.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: ds, Replace: true}); err != nil {
-			return fmt.Errorf("neighbor set %s: %w", name, err)
+			return false, fmt.Errorf("neighbor set %s: %w", name, err)
 		}
 	}
 	assign := &api.PolicyAssignment{
@@ -204,27 +204,27 @@ func installPolicy(ctx context.Context, bs *server.BgpServer, pol exportPolicy, 
 			p.Statements = append(p.Statements, apiStatement(prefix, st))
 		}
 		if err := bs.AddPolicy(ctx, &api.AddPolicyRequest{Policy: p}); err != nil {
-			return fmt.Errorf("export policy: %w", err)
+			return false, fmt.Errorf("export policy: %w", err)
 		}
 		assign.Policies = []*api.Policy{{Name: p.Name}}
 	}
 	if err := bs.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: assign}); err != nil {
-		return fmt.Errorf("export policy assignment: %w", err)
+		return false, fmt.Errorf("export policy assignment: %w", err)
 	}
 	if old == nil {
-		return nil
+		return true, nil
 	}
-	oldPrefix := fmt.Sprintf("herald-g%d-", gen-1)
+	oldPrefix := fmt.Sprintf("herald-g%d-", oldGen)
 	if len(old.Statements) > 0 {
 		if err := bs.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: oldPrefix + "export"}, All: true}); err != nil {
-			return fmt.Errorf("old export policy: %w", err)
+			return true, fmt.Errorf("old export policy: %w", err)
 		}
 	}
 	for name := range old.NeighborSets {
 		ds := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: oldPrefix + name}
 		if err := bs.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: ds, All: true}); err != nil {
-			return fmt.Errorf("old neighbor set %s: %w", name, err)
+			return true, fmt.Errorf("old neighbor set %s: %w", name, err)
 		}
 	}
-	return nil
+	return true, nil
 }

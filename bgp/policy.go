@@ -3,6 +3,7 @@ package bgp
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -15,9 +16,11 @@ import (
 //
 //  1. next hops across families: an IPv4 prefix to an IPv6 session gets
 //     Desired.NextHopV4 (or is rejected without one), and the reverse;
-//  2. per advertisement and family, a statement without a route action
-//     that adds its communities and sets its local preference (ordered by
-//     local preference, so the highest is set last and wins);
+//  2. per advertisement and family, statements without a route action that
+//     add its communities and set its local preference towards its iBGP
+//     peers (ordered by local preference, so the highest is set last and
+//     wins; GoBGP strips LOCAL_PREF for eBGP before the export policy runs,
+//     so a statement setting it must not match eBGP peers);
 //  3. per advertisement and family, the same conditions accepting the path;
 //
 // and everything else is rejected by the default action.
@@ -63,9 +66,11 @@ func prefixSetName(k setKey) string {
 func buildExport(d Desired) exportPolicy {
 	pol := exportPolicy{NeighborSets: map[string][]netip.Addr{}}
 	addrOf := make(map[string]netip.Addr, len(d.Peers))
+	internal := map[netip.Addr]bool{} // iBGP peers: LOCAL_PREF goes only to them (RFC 4271 5.1.5)
 	var v4, v6 []netip.Addr
 	for _, p := range d.Peers {
 		addrOf[p.Name] = p.Address
+		internal[p.Address] = p.ASN == p.MyASN
 		if p.Address.Is4() {
 			v4 = append(v4, p.Address)
 		} else {
@@ -96,19 +101,26 @@ func buildExport(d Desired) exportPolicy {
 	var mods, accepts []statement
 	for _, a := range advs {
 		nset := ""
+		targets := slices.Collect(maps.Values(addrOf))
 		if len(a.Peers) > 0 {
-			var addrs []netip.Addr
+			targets = nil
 			for _, n := range a.Peers {
-				if ad, ok := addrOf[n]; ok && !slices.Contains(addrs, ad) {
-					addrs = append(addrs, ad)
+				if ad, ok := addrOf[n]; ok && !slices.Contains(targets, ad) {
+					targets = append(targets, ad)
 				}
 			}
-			if len(addrs) == 0 {
+			if len(targets) == 0 {
 				continue // its peers do not exist: it goes nowhere
 			}
-			slices.SortFunc(addrs, netip.Addr.Compare)
+			slices.SortFunc(targets, netip.Addr.Compare)
 			nset = "n-" + a.Name
-			pol.NeighborSets[nset] = addrs
+			pol.NeighborSets[nset] = targets
+		}
+		iset := ""
+		if ibgp := slices.DeleteFunc(slices.Clone(targets), func(ad netip.Addr) bool { return !internal[ad] }); a.LocalPref > 0 && len(ibgp) > 0 {
+			slices.SortFunc(ibgp, netip.Addr.Compare)
+			iset = "i-" + a.Name
+			pol.NeighborSets[iset] = ibgp
 		}
 		var comms, large []string
 		for _, c := range a.Communities {
@@ -123,10 +135,15 @@ func buildExport(d Desired) exportPolicy {
 			if v6 {
 				fam = "v6"
 			}
-			if len(comms) > 0 || len(large) > 0 || a.LocalPref > 0 {
+			if len(comms) > 0 || len(large) > 0 {
 				mods = append(mods, statement{
 					Name: "mod-" + a.Name + "-" + fam, PrefixSet: prefixSetName(k), NeighborSet: nset,
-					Communities: comms, LargeCommunities: large, LocalPref: a.LocalPref,
+					Communities: comms, LargeCommunities: large,
+				})
+			}
+			if iset != "" {
+				mods = append(mods, statement{
+					Name: "pref-" + a.Name + "-" + fam, PrefixSet: prefixSetName(k), NeighborSet: iset, LocalPref: a.LocalPref,
 				})
 			}
 			accepts = append(accepts, statement{

@@ -10,8 +10,8 @@ import (
 )
 
 func TestBuildExport(t *testing.T) {
-	a := bgp.Peer{Name: "a", Address: addr("198.51.100.2")}
-	b := bgp.Peer{Name: "b", Address: addr("198.51.100.3")}
+	a := bgp.Peer{Name: "a", Address: addr("198.51.100.2"), ASN: 64500, MyASN: 64500}
+	b := bgp.Peer{Name: "b", Address: addr("198.51.100.3"), ASN: 64501, MyASN: 64500} // eBGP: no LOCAL_PREF
 	c := bgp.Peer{Name: "c", Address: addr("2001:db8::2")}
 	for _, tc := range []struct {
 		name string
@@ -40,7 +40,7 @@ func TestBuildExport(t *testing.T) {
 			},
 		},
 		{
-			name: "attributes ordered by local preference, then accepts",
+			name: "attributes ordered by local preference (iBGP only), then accepts",
 			d: bgp.Desired{
 				Peers: []bgp.Peer{b, a}, NextHopV6: addr("2001:db8::1"),
 				Advertisements: []bgp.Advertisement{
@@ -54,13 +54,17 @@ func TestBuildExport(t *testing.T) {
 				NeighborSets: map[string][]netip.Addr{
 					"peers-v4": {a.Address, b.Address},
 					"n-gold":   {a.Address, b.Address},
+					"i-gold":   {a.Address},
+					"i-silver": {a.Address},
 				},
 				Statements: []bgp.Statement{
 					{Name: "nh-ipv6-unicast", NeighborSet: "peers-v4", Family: "ipv6-unicast", NextHop: addr("2001:db8::1")},
-					{Name: "mod-silver-v4", PrefixSet: "herald-a-silver-v4", LocalPref: 100},
-					{Name: "mod-silver-v6", PrefixSet: "herald-a-silver-v6", LocalPref: 100},
-					{Name: "mod-gold-v4", PrefixSet: "herald-a-gold-v4", NeighborSet: "n-gold", LocalPref: 200, Communities: []string{"65000:100"}, LargeCommunities: []string{"1:2:3"}},
-					{Name: "mod-gold-v6", PrefixSet: "herald-a-gold-v6", NeighborSet: "n-gold", LocalPref: 200, Communities: []string{"65000:100"}, LargeCommunities: []string{"1:2:3"}},
+					{Name: "pref-silver-v4", PrefixSet: "herald-a-silver-v4", NeighborSet: "i-silver", LocalPref: 100},
+					{Name: "pref-silver-v6", PrefixSet: "herald-a-silver-v6", NeighborSet: "i-silver", LocalPref: 100},
+					{Name: "mod-gold-v4", PrefixSet: "herald-a-gold-v4", NeighborSet: "n-gold", Communities: []string{"65000:100"}, LargeCommunities: []string{"1:2:3"}},
+					{Name: "pref-gold-v4", PrefixSet: "herald-a-gold-v4", NeighborSet: "i-gold", LocalPref: 200},
+					{Name: "mod-gold-v6", PrefixSet: "herald-a-gold-v6", NeighborSet: "n-gold", Communities: []string{"65000:100"}, LargeCommunities: []string{"1:2:3"}},
+					{Name: "pref-gold-v6", PrefixSet: "herald-a-gold-v6", NeighborSet: "i-gold", LocalPref: 200},
 					{Name: "acc-plain-v4", PrefixSet: "herald-a-plain-v4", Action: "accept"},
 					{Name: "acc-plain-v6", PrefixSet: "herald-a-plain-v6", Action: "accept"},
 					{Name: "acc-silver-v4", PrefixSet: "herald-a-silver-v4", Action: "accept"},

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -47,11 +48,13 @@ type Server struct {
 	running     bool // StartBgp done
 	routerID    netip.Addr
 	asn         uint32
-	applied     Desired       // what GoBGP holds
-	policy      *exportPolicy // the export policy installed, nil before the first
-	gen         int
+	applied     Desired         // what GoBGP holds
+	policy      *exportPolicy   // the export policy installed, nil before the first
+	policyGen   int             // the generation of its names
+	gen         int             // the last generation tried
 	restarting  bool            // no GR peer added yet by this process: set Restart State
-	bfdOn       map[string]bool // peers whose BFD session runs (only while Established)
+	restartBy   time.Time       // ... until then: routers keep stale routes no longer
+	bfdOn       map[string]*BFD // the BFD session running per peer (only while Established)
 
 	bfdPoke chan struct{} // a session went up or down: see watchBFD
 
@@ -77,7 +80,7 @@ func New(opts Options) *Server {
 		sec:        &secrets{},
 		ready:      make(chan struct{}),
 		restarting: true,
-		bfdOn:      map[string]bool{},
+		bfdOn:      map[string]*BFD{},
 		bfdPoke:    make(chan struct{}, 1),
 		status:     map[string]*peerState{},
 	}
@@ -102,6 +105,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.setMu.Lock()
 	s.newInstance()
+	s.restartBy = time.Now().Add(grRestartTime * time.Second)
 	s.setMu.Unlock()
 	close(s.ready)
 
@@ -151,7 +155,7 @@ func (s *Server) stopInstance(gr bool) {
 	s.bs = nil
 	s.running = false
 	s.applied = Desired{}
-	s.bfdOn = map[string]bool{}
+	s.bfdOn = map[string]*BFD{}
 	s.policy = nil
 	s.sec.mu.Lock()
 	s.sec.quietStop = false
@@ -185,19 +189,19 @@ func (s *Server) Set(ctx context.Context, d Desired) error {
 		s.syncStatus(d.Peers)
 		return errors.Join(errs...)
 	}
-	asn := s.asn
-	if len(d.Peers) > 0 {
-		asn = globalASN(s.asn, d.Peers)
-	}
-	if s.running && (d.RouterID != s.routerID || asn != s.asn) {
-		s.log.Info("router ID or ASN changed: restarting BGP",
-			zap.Stringer("oldRouterID", s.routerID), zap.Stringer("routerID", d.RouterID),
-			zap.Uint32("oldASN", s.asn), zap.Uint32("asn", asn))
-		s.stopInstance(false)
+	if s.running && len(d.Peers) > 0 && d.RouterID != s.routerID {
+		// GoBGP cannot change its router ID in place. Peers with graceful
+		// restart keep our routes across it, as across a process restart.
+		s.log.Info("router ID changed: restarting BGP", zap.Stringer("oldRouterID", s.routerID), zap.Stringer("routerID", d.RouterID))
+		s.stopInstance(true)
 		s.newInstance()
+		s.restarting, s.restartBy = true, time.Now().Add(grRestartTime*time.Second)
 	}
 	if !s.running {
-		if err := s.start(ctx, d.RouterID, asn); err != nil {
+		// Every peer carries its own local ASN, so the global one (which
+		// GoBGP reads only for BMP and listings) is set once and never
+		// forces a restart.
+		if err := s.start(ctx, d.RouterID, d.Peers[0].MyASN); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
 	}
@@ -243,17 +247,6 @@ func (s *Server) start(ctx context.Context, routerID netip.Addr, asn uint32) err
 	s.running, s.routerID, s.asn = true, routerID, asn
 	s.log.Info("BGP started", zap.Stringer("routerID", routerID), zap.Uint32("asn", asn))
 	return nil
-}
-
-// globalASN keeps the current global ASN while a peer still uses it, so
-// reordering peers never restarts BGP; else it takes the first peer's.
-func globalASN(cur uint32, peers []Peer) uint32 {
-	for _, p := range peers {
-		if p.MyASN == cur {
-			return cur
-		}
-	}
-	return peers[0].MyASN
 }
 
 // normalize sorts peers by name, drops invalid or duplicate ones (reporting
@@ -369,9 +362,14 @@ func (s *Server) updatePolicy(ctx context.Context, d Desired) (bool, exportPolic
 	if s.policy != nil && pol.equal(old) {
 		return false, old, nil
 	}
+	// A failed install keeps the old policy in force and on record, so the
+	// next Set tries again; each try gets fresh names.
 	s.gen++
-	err := installPolicy(ctx, s.bs, pol, s.gen, s.policy)
-	s.policy = &pol
+	installed, err := installPolicy(ctx, s.bs, pol, s.gen, s.policy, s.policyGen)
+	if !installed {
+		return false, old, err
+	}
+	s.policy, s.policyGen = &pol, s.gen
 	s.logNextHops(d)
 	return true, old, err
 }
@@ -462,7 +460,7 @@ func (s *Server) updatePeers(ctx context.Context, old, d Desired) ([]Peer, []err
 		return true
 	}
 	add := func(p Peer) {
-		if err := s.bs.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.restarting && p.GracefulRestart, false)}); err != nil {
+		if err := s.bs.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.restarting && p.GracefulRestart && time.Now().Before(s.restartBy), false)}); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: %w", p.Name, err))
 			s.setError(p.Name, err.Error())
 			return
@@ -485,6 +483,13 @@ func (s *Server) updatePeers(ctx context.Context, old, d Desired) ([]Peer, []err
 	for _, p := range pd.Add {
 		add(p)
 	}
+	// A peer whose BFD alone changed keeps its session; watchBFD applies it.
+	for i, p := range peers {
+		if j := slices.IndexFunc(d.Peers, func(q Peer) bool { return q.Name == p.Name }); j >= 0 && sameSession(p, d.Peers[j]) {
+			peers[i] = d.Peers[j]
+		}
+	}
+	s.pokeBFD()
 	slices.SortFunc(peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	if slices.ContainsFunc(peers, func(p Peer) bool { return p.GracefulRestart }) {
 		s.restarting = false // the first table has gone to the GR peers
@@ -569,25 +574,42 @@ func (s *Server) watchBFD(ctx context.Context) {
 	}
 }
 
-// syncBFD turns BFD on for Established peers that have a profile and off
-// for the others. Changing only BFD never resets a session (GoBGP's
-// UpdatePeer). Called with setMu held.
+// syncBFD runs each Established peer's BFD session with its profile and
+// stops the others'. Changing only BFD never resets a session (GoBGP's
+// UpdatePeer); a failed change is tried again a second later. Called with
+// setMu held.
 func (s *Server) syncBFD(ctx context.Context) {
 	for _, p := range s.applied.Peers {
-		if p.BFD == nil {
-			continue
-		}
 		s.mu.Lock()
 		st, ok := s.status[p.Name]
 		up := ok && st.Established
 		s.mu.Unlock()
-		if up == s.bfdOn[p.Name] {
+		var want *BFD
+		if up {
+			want = p.BFD
+		}
+		if reflect.DeepEqual(want, s.bfdOn[p.Name]) {
 			continue
 		}
-		if _, err := s.bs.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: apiPeer(p, false, up)}); err != nil {
-			s.log.Warn("BFD not updated", zap.String("peer", p.Name), zap.Bool("on", up), zap.Error(err))
+		q := p
+		q.BFD = want
+		if _, err := s.bs.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: apiPeer(q, false, want != nil)}); err != nil {
+			s.log.Warn("BFD not updated; trying again", zap.String("peer", p.Name), zap.Bool("on", want != nil), zap.Error(err))
+			time.AfterFunc(time.Second, s.pokeBFD)
 			continue
 		}
-		s.bfdOn[p.Name] = up
+		if want == nil {
+			delete(s.bfdOn, p.Name)
+		} else {
+			s.bfdOn[p.Name] = want
+		}
+	}
+}
+
+// pokeBFD asks watchBFD to look again (coalesced).
+func (s *Server) pokeBFD() {
+	select {
+	case s.bfdPoke <- struct{}{}:
+	default:
 	}
 }

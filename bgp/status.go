@@ -81,10 +81,7 @@ func (s *Server) onPeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, t time.Tim
 	name, up := st.Name, st.Established
 	s.mu.Unlock()
 	if up != wasUp {
-		select {
-		case s.bfdPoke <- struct{}{}:
-		default:
-		}
+		s.pokeBFD()
 	}
 
 	switch {

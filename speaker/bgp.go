@@ -108,11 +108,18 @@ func (s *Speaker) desiredBGP(cfg *config.Config, d BGPDecision, node *corev1.Nod
 			out.NextHopV6 = addr
 		}
 	}
+	// GoBGP has one router ID per process: the first peer that names one
+	// sets it (changing it restarts BGP); peers naming another are reported.
 	out.RouterID = out.NextHopV4
+	idFrom := ""
 	held := map[string]bool{}
 	for _, p := range d.Peers {
-		if p.RouterID.IsValid() {
-			out.RouterID = p.RouterID
+		switch {
+		case !p.RouterID.IsValid():
+		case idFrom == "":
+			out.RouterID, idFrom = p.RouterID, p.Name
+		case p.RouterID != out.RouterID:
+			problems = append(problems, fmt.Sprintf("BGP peer %s: routerID %s differs from peer %s's %s, which is used", p.Name, p.RouterID, idFrom, out.RouterID))
 		}
 		peer, ok, err := s.bgpPeer(cfg, p)
 		if err != nil {
