@@ -395,17 +395,14 @@ func (s *Server) updatePaths(old, d Desired, rd routeDiff) (map[netip.Prefix][]s
 			sent = append(sent, p)
 		}
 		t := time.Now()
-		resps, err := s.bs.AddPath(apiutil.AddPathRequest{Paths: paths})
-		for i, r := range resps {
-			if r.Error != nil {
-				errs = append(errs, fmt.Errorf("announce %s: %w", sent[i], r.Error))
-				delete(routes, sent[i])
-			}
-		}
-		if err != nil && len(resps) == 0 {
-			errs = append(errs, fmt.Errorf("announce %d prefixes: %w", len(paths), err))
-			for _, p := range sent {
-				delete(routes, p)
+		// GoBGP answers a batch whole: one refused path fails the call and
+		// the batch is tried again by the next Set.
+		if len(paths) > 0 {
+			if _, err := s.bs.AddPath(apiutil.AddPathRequest{Paths: paths}); err != nil {
+				errs = append(errs, fmt.Errorf("announce %d prefixes: %w", len(paths), err))
+				for _, p := range sent {
+					delete(routes, p)
+				}
 			}
 		}
 		s.log.Debug("announced", zap.Int("prefixes", len(paths)), zap.Duration("took", time.Since(t)))
@@ -503,7 +500,7 @@ func (s *Server) softResets(ctx context.Context, old, d Desired, rd routeDiff, p
 	reset := affectedPeers(old, d, rd.Changed)
 	if policyChanged {
 		for _, p := range old.Peers {
-			if !slices.ContainsFunc(d.Peers, func(q Peer) bool { return peerEqual(p, q) }) {
+			if !slices.ContainsFunc(d.Peers, func(q Peer) bool { return q.Name == p.Name && sameSession(p, q) }) {
 				continue
 			}
 			if oldPol.peerView(p.Address) != s.policy.peerView(p.Address) && !slices.Contains(reset, p.Name) {
@@ -548,10 +545,6 @@ func (s *Server) logNextHops(d Desired) {
 	if v4 && !d.NextHopV6.IsValid() {
 		s.log.Info("no IPv6 next hop: IPv6 prefixes are skipped on IPv4 sessions")
 	}
-}
-
-func peerEqual(a, b Peer) bool {
-	return diffPeers([]Peer{a}, []Peer{b}).Change == nil && a.Name == b.Name
 }
 
 // watchBFD runs each peer's BFD session only while its BGP session is
