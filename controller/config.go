@@ -9,16 +9,12 @@ import (
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/heraldlb/herald/config"
 	"github.com/heraldlb/herald/ipam"
 )
-
-// ConfigKey is the key of the ConfigMap that holds Herald's configuration.
-const ConfigKey = "config.yaml"
 
 var everything = labels.Everything()
 
@@ -27,76 +23,92 @@ func (c *Controller) isConfigMap(obj any) bool {
 		obj = d.Obj
 	}
 	cm, ok := obj.(*corev1.ConfigMap)
-	return ok && cm.Namespace == c.opts.Namespace && cm.Name == c.opts.ConfigName
+	return ok && cm.Namespace == c.opts.Namespace && (cm.Name == c.opts.ConfigName || cm.Name == config.RecordName(c.opts.ConfigName))
 }
 
-// configChanged loads the ConfigMap. A valid new config replaces the pools
-// (the first one also rebuilds allocations from Service status) and every
-// Service is looked at again; a missing or invalid one is reported and the
-// last valid config stays in force.
+// configChanged loads the configuration (config.Loader: the user's
+// ConfigMap, else the record's last valid document) and puts it in force:
+// the first one also rebuilds allocations from Service status, under the
+// document the addresses were accepted under. What a new document would
+// take from Services that hold addresses is held until the user confirms
+// it (see guard.go). Every Service is looked at again.
 func (c *Controller) configChanged() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if !c.started {
+		c.mu.Unlock()
 		return // Run loads the config once the caches are in sync
 	}
-	text, cfg, err := c.readConfig()
-	if err != nil {
-		c.metrics.configLoaded(false)
-		if err.Error() != c.cfgErr {
-			c.cfgErr = err.Error()
-			c.log.Error("configuration not loaded; the last valid one stays in force", zap.Error(err))
-			if cm, gerr := c.configMaps.ConfigMaps(c.opts.Namespace).Get(c.opts.ConfigName); gerr == nil {
-				c.recorder.Eventf(cm, corev1.EventTypeWarning, "InvalidConfig", "%s; the last valid configuration stays in force", err)
-			}
-		}
-		c.enqueueAllLocked() // pending Services report ConfigInvalid
-		return
+	user, record := c.configMapsNow()
+	st := c.loader.Load(user, record)
+	c.reportLoadLocked(st, user)
+	if st.Config != nil && (st.Text != c.inForce.Text || st.AcceptedText != c.inForce.AcceptedText || c.alloc == nil) {
+		c.applyLocked(st, user)
 	}
-	c.metrics.configLoaded(true)
-	wasBroken := c.cfgErr != ""
-	c.cfgErr = ""
-	if text == c.cfgText && c.alloc != nil {
-		if wasBroken { // the config is back: Services waiting for it go on
-			c.enqueueAllLocked()
-		}
-		return
-	}
-	c.cfgText = text
-	if c.alloc == nil {
-		c.alloc = ipam.New(cfg.Pools)
-		c.restoreLocked()
-	} else {
-		moved := c.alloc.SetPools(cfg.Pools)
-		for owner, addrs := range moved {
-			c.log.Info("pool no longer allows addresses", zap.String("service", string(owner)), zap.Any("ip", addrs))
-		}
-	}
-	c.metrics.observePools(c.alloc.Stats())
-	c.log.Info("configuration loaded", zap.Int("pools", len(cfg.Pools)))
-	if cm, err := c.configMaps.ConfigMaps(c.opts.Namespace).Get(c.opts.ConfigName); err == nil {
-		c.recorder.Eventf(cm, corev1.EventTypeNormal, "ConfigLoaded", "loaded %d pools", len(cfg.Pools))
-	}
+	rec := c.recordWantLocked(record)
 	c.enqueueAllLocked()
+	c.mu.Unlock()
+	if rec != nil {
+		c.writeRecord(*rec)
+	}
 }
 
-func (c *Controller) readConfig() (string, *config.Config, error) {
-	cm, err := c.configMaps.ConfigMaps(c.opts.Namespace).Get(c.opts.ConfigName)
-	if apierrors.IsNotFound(err) {
-		return "", nil, fmt.Errorf("ConfigMap %s/%s not found", c.opts.Namespace, c.opts.ConfigName)
+// configMapsNow returns the user's ConfigMap and the record, nil when absent.
+func (c *Controller) configMapsNow() (user, record *corev1.ConfigMap) {
+	cms := c.configMaps.ConfigMaps(c.opts.Namespace)
+	user, _ = cms.Get(c.opts.ConfigName)
+	record, _ = cms.Get(config.RecordName(c.opts.ConfigName))
+	return user, record
+}
+
+// reportLoadLocked reports, once per distinct problem, that the user's
+// document is not in force and what runs instead.
+func (c *Controller) reportLoadLocked(st config.State, user *corev1.ConfigMap) {
+	c.metrics.configLoaded(st.Err == nil)
+	if st.Err == nil {
+		c.cfgErr = ""
+		return
 	}
-	if err != nil {
-		return "", nil, err
+	msg := fmt.Sprintf("ConfigMap %s/%s: %v", c.opts.Namespace, c.opts.ConfigName, st.Err)
+	if msg == c.cfgErr {
+		return
 	}
-	text, ok := cm.Data[ConfigKey]
-	if !ok {
-		return "", nil, fmt.Errorf("ConfigMap %s/%s has no key %s", c.opts.Namespace, c.opts.ConfigName, ConfigKey)
+	c.cfgErr = msg
+	instead := "no valid configuration has been loaded yet, so no address is handed out"
+	if st.Config != nil {
+		instead = fmt.Sprintf("the last valid configuration (%s) stays in force: Services keep their addresses, new ones wait", st.Hash)
 	}
-	cfg, err := config.Parse([]byte(text))
-	if err != nil {
-		return "", nil, fmt.Errorf("ConfigMap %s/%s: %w", c.opts.Namespace, c.opts.ConfigName, err)
+	c.log.Error("configuration not loaded", zap.Error(st.Err), zap.String("inForce", st.Hash))
+	if user != nil {
+		c.recorder.Eventf(user, corev1.EventTypeWarning, "InvalidConfig", "%v; %s", st.Err, instead)
 	}
-	return text, cfg, nil
+}
+
+// applyLocked puts a configuration in force.
+func (c *Controller) applyLocked(st config.State, user *corev1.ConfigMap) {
+	var moved map[ipam.Owner][]netip.Addr
+	if c.alloc == nil {
+		base := st.Config
+		if st.Accepted != nil {
+			base = st.Accepted // the addresses in status were granted under it
+		}
+		c.alloc = ipam.New(base.Pools)
+		c.restoreLocked()
+		if base != st.Config {
+			moved = c.alloc.SetPools(st.Config.Pools)
+		}
+	} else {
+		moved = c.alloc.SetPools(st.Config.Pools)
+	}
+	c.held = c.guardLocked(st, moved)
+	c.reportHeldLocked(st, user)
+	if st.Text != c.inForce.Text {
+		c.log.Info("configuration in force", zap.String("hash", st.Hash), zap.Int("pools", len(st.Config.Pools)))
+		if user != nil && st.Err == nil {
+			c.recorder.Eventf(user, corev1.EventTypeNormal, "ConfigLoaded", "configuration %s in force: %d pools", st.Hash, len(st.Config.Pools))
+		}
+	}
+	c.inForce = st
+	c.metrics.observePools(c.alloc.Stats())
 }
 
 // restoreLocked claims every address our Services already show, so that no

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/heraldlb/herald/config"
 	"github.com/heraldlb/herald/ipam"
 )
 
@@ -49,14 +50,17 @@ type Controller struct {
 	log        *zap.Logger
 	opts       Options
 
-	mu        sync.Mutex
-	started   bool              // initial config load done; handlers may reload
-	alloc     *ipam.Allocator   // nil until the first valid config
-	cfgText   string            // text of the config in force
-	cfgErr    string            // last problem reported on the ConfigMap
-	conflicts map[string]string // Services whose restored address was taken, and by whom
-	pending   map[string]bool   // Services waiting for an address
-	ready     bool
+	mu         sync.Mutex
+	started    bool              // Run is between its initial config load and its end; handlers may reload
+	loader     config.Loader     // the one way configuration is read, shared with the speakers
+	inForce    config.State      // the configuration in force
+	alloc      *ipam.Allocator   // nil until the first valid config
+	cfgErr     string            // last problem reported on the ConfigMap
+	held       map[string]string // Services a held change keeps as they are, and why
+	heldReport string            // the held change last reported
+	conflicts  map[string]string // Services whose restored address was taken, and by whom
+	pending    map[string]bool   // Services waiting for an address
+	ready      bool
 }
 
 // New builds a controller from shared informers; it starts nothing.
@@ -145,6 +149,9 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	<-ctx.Done()
 	c.queue.ShutDown()
 	wg.Wait()
+	c.mu.Lock()
+	c.started = false // no late reload writes the record for a stopped controller
+	c.mu.Unlock()
 	return nil
 }
 

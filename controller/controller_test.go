@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/heraldlb/herald/config"
 	"github.com/heraldlb/herald/controller"
 )
 
@@ -197,30 +198,110 @@ func TestMissingConfigAtStartTouchesNothing(t *testing.T) {
 	e.waitIPs(e.ns, "waiting", "198.51.100.10")
 }
 
-func TestPoolRemovedMovesOnlyItsServices(t *testing.T) {
+// The blast-radius guard: removing a pool that holds addresses, or
+// narrowing one, keeps its holders as they are (reported on the ConfigMap,
+// the Service and in a metric) until the user confirms the document; new
+// Services follow the new document at once.
+func TestPoolRemovedIsHeldUntilConfirmed(t *testing.T) {
 	e := newEnv(t, twoPools)
 	e.svc("in-a")
 	e.svc("in-b", withAnnotation(controller.AnnotationPool, "b"))
 	e.waitIPs(e.ns, "in-a", "198.51.100.10")
 	e.waitIPs(e.ns, "in-b", "203.0.113.10")
-	e.setConfig(`
+	const withoutB = `
 pools:
 - name: a
   addresses: ["198.51.100.10-198.51.100.11"]
 - name: c
   addresses: ["203.0.113.100/32"]
-`)
+`
+	e.setConfig(withoutB)
+	e.waitReason(e.ns, "in-b", controller.ReasonConfigChangeHeld)
+	e.waitEvent(e.ns, "herald", controller.ReasonConfigChangeHeld, e.ns+"/in-b (203.0.113.10: no pool contains it any more)")
+	e.waitEvent(e.ns, "herald", controller.ReasonConfigChangeHeld, config.ConfirmAnnotation+"="+config.Hash(withoutB))
+	e.stays(e.ns, "in-b", 500*time.Millisecond, "203.0.113.10")
+	e.stays(e.ns, "in-a", 100*time.Millisecond, "198.51.100.10")
+	if v, _ := e.gauge("herald_config_held_services", nil); v != 1 {
+		t.Errorf("herald_config_held_services = %v, want 1", v)
+	}
+	// New Services follow the new document.
+	e.svc("new-c", withAnnotation(controller.AnnotationPool, "c"))
+	e.waitIPs(e.ns, "new-c", "203.0.113.100")
+	e.svc("new-b", withAnnotation(controller.AnnotationPool, "b"))
+	e.waitReason(e.ns, "new-b", controller.ReasonNoMatchingPool)
+
+	// A restart while the change is held keeps holding it.
+	e.stopController()
+	e.start()
+	e.stays(e.ns, "in-b", time.Second, "203.0.113.10")
+	e.waitReason(e.ns, "in-b", controller.ReasonConfigChangeHeld)
+
+	// Confirming lets the change take its address.
+	e.confirm(config.Hash(withoutB))
 	e.waitReason(e.ns, "in-b", controller.ReasonNoMatchingPool)
-	e.waitEvent(e.ns, "in-b", controller.ReasonNoMatchingPool, "b")
-	e.stays(e.ns, "in-a", 500*time.Millisecond, "198.51.100.10")
-	// Narrowing pool a moves its Service into what remains.
-	e.setConfig(`
+	e.waitEvent(e.ns, "herald", "ConfigChangeConfirmed", config.Hash(withoutB))
+	e.waitFor(e.ns, "in-b", "no address", func(s *corev1.Service) bool { return len(s.Status.LoadBalancer.Ingress) == 0 })
+	e.stays(e.ns, "in-a", 100*time.Millisecond, "198.51.100.10")
+
+	// Narrowing pool a is held too, then moves its Service once confirmed.
+	const narrowA = `
 pools:
 - name: a
   addresses: ["198.51.100.11/32"]
-`)
+`
+	e.setConfig(narrowA)
+	e.waitReason(e.ns, "in-a", controller.ReasonConfigChangeHeld)
+	e.stays(e.ns, "in-a", 300*time.Millisecond, "198.51.100.10")
+	e.confirm(config.Hash(narrowA))
 	e.waitIPs(e.ns, "in-a", "198.51.100.11")
 	e.waitEvent(e.ns, "in-a", controller.ReasonAddressChanged, "no pool contains 198.51.100.10")
+}
+
+// An edit that only adds keeps nothing on hold and needs no confirmation.
+func TestGrowingPoolNeedsNoConfirmation(t *testing.T) {
+	e := newEnv(t, twoPools)
+	e.svc("one")
+	e.waitIPs(e.ns, "one", "198.51.100.10")
+	e.setConfig(twoPools + "- name: more\n  addresses: [\"203.0.113.200/30\"]\n")
+	e.svc("two", withAnnotation(controller.AnnotationPool, "more"))
+	e.waitIPs(e.ns, "two", "203.0.113.200")
+	e.waitFor(e.ns, "one", "still allocated", func(s *corev1.Service) bool {
+		c := meta.FindStatusCondition(s.Status.Conditions, controller.ConditionAllocated)
+		return c != nil && c.Reason == controller.ReasonAllocated
+	})
+	if v, _ := e.gauge("herald_config_held_services", nil); v != 0 {
+		t.Errorf("herald_config_held_services = %v, want 0", v)
+	}
+}
+
+// An empty document, one with only comments, or a ConfigMap without the
+// key is never "no pools": everything stays.
+func TestEmptyOrMissingDocumentKeepsEverything(t *testing.T) {
+	e := newEnv(t, twoPools)
+	e.svc("kept")
+	e.waitIPs(e.ns, "kept", "198.51.100.10")
+	for _, text := range []string{"", "# all commented out\n", "  \n"} {
+		e.setConfig(text)
+		e.waitEvent(e.ns, "herald", "InvalidConfig", "empty")
+		e.stays(e.ns, "kept", 300*time.Millisecond, "198.51.100.10")
+		e.setConfig(twoPools)
+	}
+	cm, err := e.kube.CoreV1().ConfigMaps(e.ns).Get(t.Context(), "herald", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data = map[string]string{"other.yaml": "pools: []"}
+	if _, err := e.kube.CoreV1().ConfigMaps(e.ns).Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvent(e.ns, "herald", "InvalidConfig", "no key config.yaml")
+	e.stays(e.ns, "kept", 300*time.Millisecond, "198.51.100.10")
+	// A restart while the key is missing runs on the recorded document.
+	e.stopController()
+	e.start()
+	e.stays(e.ns, "kept", time.Second, "198.51.100.10")
+	e.svc("later")
+	e.waitReason(e.ns, "later", controller.ReasonConfigInvalid)
 }
 
 func TestClassesAndTypes(t *testing.T) {

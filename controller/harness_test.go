@@ -15,7 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -23,6 +23,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/heraldlb/herald/config"
 	"github.com/heraldlb/herald/controller"
 	"github.com/heraldlb/herald/e2e/lab"
 )
@@ -80,10 +81,7 @@ func (e *env) start() {
 	e.stop, e.done = cancel, make(chan struct{})
 	e.metrics = prometheus.NewRegistry()
 	all := informers.NewSharedInformerFactory(e.kube, 0)
-	own := informers.NewSharedInformerFactoryWithOptions(e.kube, 0, informers.WithNamespace(e.ns),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", "herald").String()
-		}))
+	own := informers.NewSharedInformerFactoryWithOptions(e.kube, 0, informers.WithNamespace(e.ns))
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: e.kube.CoreV1().Events("")})
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "herald-controller"})
@@ -127,6 +125,15 @@ func (e *env) setConfig(text string) {
 			e.t.Fatal(err)
 		}
 	} else if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// confirm annotates the ConfigMap as the held-change Event tells users to.
+func (e *env) confirm(hash string) {
+	e.t.Helper()
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, config.ConfirmAnnotation, hash)
+	if _, err := e.kube.CoreV1().ConfigMaps(e.ns).Patch(e.t.Context(), "herald", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		e.t.Fatal(err)
 	}
 }

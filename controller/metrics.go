@@ -17,6 +17,7 @@ type Metrics struct {
 	failures     *prometheus.CounterVec
 	configValid  prometheus.Gauge
 	configReload prometheus.Gauge
+	heldServices prometheus.Gauge
 }
 
 // NewMetrics creates the controller's metrics and registers them with reg.
@@ -35,13 +36,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "herald_allocation_failures_total", Help: "Times a Service was refused an address (or kept an old one), by reason; counted when the reason changes.",
 		}, []string{"reason"}),
 		configValid: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "herald_config_valid", Help: "1 if the current ConfigMap is valid and in force, 0 if the last valid one is kept.",
+			Name: "herald_config_valid", Help: "1 if the ConfigMap's document is valid and in force, 0 if it is missing or invalid and the last valid one is kept.",
 		}),
 		configReload: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_config_last_reload_timestamp_seconds", Help: "When a valid configuration was last loaded.",
 		}),
+		heldServices: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_config_held_services", Help: "Services that keep their addresses or announcements because a configuration change that would take them away is not confirmed.",
+		}),
 	}
-	reg.MustRegister(m.poolSize, m.poolInUse, m.allocations, m.failures, m.configValid, m.configReload)
+	reg.MustRegister(m.poolSize, m.poolInUse, m.allocations, m.failures, m.configValid, m.configReload, m.heldServices)
 	return m
 }
 

@@ -34,6 +34,7 @@ const (
 	ReasonAddressChanged              = "AddressChanged"
 	ReasonAddressConflict             = "AddressConflict"
 	ReasonReleased                    = "Released"
+	// ReasonConfigChangeHeld (guard.go) also keeps an address.
 )
 
 // sync makes one Service's address, status and annotation what they should be.
@@ -64,11 +65,16 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 
 	req, reqErr := RequestFor(svc, c.namespaceLabels(ns))
+	held := c.heldError(key)
 	var addrs []netip.Addr
-	if reqErr != nil {
+	switch {
+	case held != nil:
+		// A change the user has not confirmed takes nothing away.
+		addrs, reqErr = alloc.Addresses(owner), held
+	case reqErr != nil:
 		// Bad input never takes away what works: keep what the Service holds.
 		addrs = alloc.Addresses(owner)
-	} else {
+	default:
 		addrs, err = alloc.Assign(owner, req)
 		reqErr = err
 	}
@@ -78,7 +84,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	switch {
 	case len(addrs) == 0:
 		m.grant = ""
-	case !errors.Is(reqErr, errInvalidRequest): // Assign judged the holdings under req
+	case held == nil && !errors.Is(reqErr, errInvalidRequest): // Assign judged the holdings under req
 		m.grant = GrantKey(req)
 	}
 	if err := c.apply(ctx, svc, addrs, alloc, want, m, reqErr); err != nil {
@@ -127,6 +133,8 @@ func reasonFor(err error) string {
 	switch {
 	case err == nil:
 		return ReasonAllocated
+	case errors.Is(err, errChangeHeld):
+		return ReasonConfigChangeHeld
 	case errors.Is(err, errInvalidRequest), errors.Is(err, ipam.ErrInvalidRequest):
 		return ReasonInvalidRequest
 	case errors.Is(err, ipam.ErrPoolExhausted):
@@ -276,6 +284,10 @@ func (c *Controller) release(owner ipam.Owner) {
 	alloc := c.alloc
 	delete(c.pending, string(owner))
 	delete(c.conflicts, string(owner))
+	if _, ok := c.held[string(owner)]; ok {
+		delete(c.held, string(owner))
+		c.metrics.heldServices.Set(float64(len(c.held)))
+	}
 	c.mu.Unlock()
 	if alloc == nil {
 		return

@@ -34,7 +34,7 @@ type bgpState struct {
 
 // reconcileBGP decides what this node says over BGP and hands it to the
 // BGP server, which applies the difference.
-func (s *Speaker) reconcileBGP(ctx context.Context, cfg *config.Config, svcs []ServiceInfo, nodes []NodeInfo) {
+func (s *Speaker) reconcileBGP(ctx context.Context, cfg config.State, svcs []ServiceInfo, nodes []NodeInfo) {
 	if s.bgp == nil {
 		return
 	}
@@ -42,7 +42,7 @@ func (s *Speaker) reconcileBGP(ctx context.Context, cfg *config.Config, svcs []S
 	if !ok {
 		return // our Node object is unknown: change nothing
 	}
-	d := DecideBGP(cfg, svcs, self)
+	d := DecideBGPKept(cfg.Config, cfg.Accepted, svcs, self)
 	desired, problems := s.desiredBGP(cfg, d, node)
 	if err := s.bgp.Set(ctx, desired); err != nil {
 		problems = append(problems, err.Error())
@@ -65,10 +65,10 @@ func (s *Speaker) reconcileBGP(ctx context.Context, cfg *config.Config, svcs []S
 func (s *Speaker) openSessions(ctx context.Context) {
 	cfg := s.loadConfig()
 	node, err := s.nodes.Get(s.opts.Node)
-	if s.bgp == nil || cfg == nil || err != nil {
+	if s.bgp == nil || cfg.Config == nil || err != nil {
 		return
 	}
-	d := DecideBGP(cfg, nil, NodeInfo{Name: node.Name, Labels: node.Labels})
+	d := DecideBGP(cfg.Config, nil, NodeInfo{Name: node.Name, Labels: node.Labels})
 	desired, _ := s.desiredBGP(cfg, d, node) // the first full decision reports problems
 	desired.Peers = slices.DeleteFunc(desired.Peers, func(p bgp.Peer) bool { return p.GracefulRestart })
 	if len(desired.Peers) == 0 {
@@ -92,8 +92,10 @@ func (s *Speaker) self(nodes []NodeInfo) (NodeInfo, *corev1.Node, bool) {
 	return nodes[i], node, true
 }
 
-// desiredBGP turns a decision into the BGP server's terms.
-func (s *Speaker) desiredBGP(cfg *config.Config, d BGPDecision, node *corev1.Node) (bgp.Desired, []string) {
+// desiredBGP turns a decision into the BGP server's terms: peers and
+// advertisements from the configuration in force, and those of the accepted
+// one that the decision keeps (DecideBGPKept).
+func (s *Speaker) desiredBGP(cfg config.State, d BGPDecision, node *corev1.Node) (bgp.Desired, []string) {
 	var problems []string
 	out := bgp.Desired{Routes: d.Routes}
 	for _, a := range node.Status.Addresses {
@@ -112,7 +114,7 @@ func (s *Speaker) desiredBGP(cfg *config.Config, d BGPDecision, node *corev1.Nod
 	// sets it (changing it restarts BGP); peers naming another are reported.
 	out.RouterID = out.NextHopV4
 	idFrom := ""
-	held := map[string]bool{}
+	open := map[string]bool{}
 	for _, p := range d.Peers {
 		switch {
 		case !p.RouterID.IsValid():
@@ -121,7 +123,11 @@ func (s *Speaker) desiredBGP(cfg *config.Config, d BGPDecision, node *corev1.Nod
 		case p.RouterID != out.RouterID:
 			problems = append(problems, fmt.Sprintf("BGP peer %s: routerID %s differs from peer %s's %s, which is used", p.Name, p.RouterID, idFrom, out.RouterID))
 		}
-		peer, ok, err := s.bgpPeer(cfg, p)
+		from := cfg.Config
+		if _, inForce := cfg.Config.Peer(p.Name); !inForce && cfg.Accepted != nil {
+			from = cfg.Accepted
+		}
+		peer, ok, err := s.bgpPeer(from, p)
 		if err != nil {
 			problems = append(problems, err.Error())
 		}
@@ -129,12 +135,23 @@ func (s *Speaker) desiredBGP(cfg *config.Config, d BGPDecision, node *corev1.Nod
 			continue
 		}
 		out.Peers = append(out.Peers, peer)
-		held[p.Name] = true
+		open[p.Name] = true
 	}
+	out.Advertisements = advertisements(cfg.Config, "", open)
+	if cfg.Accepted != nil {
+		out.Advertisements = append(out.Advertisements, advertisements(cfg.Accepted, HeldAdvertisement, open)...)
+	}
+	return out, problems
+}
+
+// advertisements are cfg's BGP advertisements in the BGP server's terms,
+// named with prefix in front, sent to the peers that are open.
+func advertisements(cfg *config.Config, prefix string, open map[string]bool) []bgp.Advertisement {
+	var out []bgp.Advertisement
 	for _, adv := range cfg.BGPAdvertisements {
-		a := bgp.Advertisement{Name: adv.Name, LocalPref: adv.LocalPref}
+		a := bgp.Advertisement{Name: prefix + adv.Name, LocalPref: adv.LocalPref}
 		for _, p := range adv.Peers {
-			if held[p] {
+			if open[p] {
 				a.Peers = append(a.Peers, p)
 			}
 		}
@@ -148,9 +165,9 @@ func (s *Speaker) desiredBGP(cfg *config.Config, d BGPDecision, node *corev1.Nod
 				a.Communities = append(a.Communities, c.Standard)
 			}
 		}
-		out.Advertisements = append(out.Advertisements, a)
+		out = append(out, a)
 	}
-	return out, problems
+	return out
 }
 
 // bgpPeer is one configured peer in the BGP server's terms, with its

@@ -72,9 +72,11 @@ type Speaker struct {
 	log        *zap.Logger
 	trigger    chan struct{}
 
+	recorder record.EventRecorder
+	loader   config.Loader // only the loop touches it
+	cfgErr   string        // the configuration problem last reported
+
 	mu       sync.Mutex
-	cfg      *config.Config // the last valid configuration
-	cfgText  string
 	owned    map[netip.Addr]ownership // what this node answers for now
 	ready    bool
 	lastLoop time.Time // when the loop last decided
@@ -106,6 +108,7 @@ func New(kube kubernetes.Interface, inf Informers, members *Members, l2 Announce
 		status:     newStatusWriter(kube, recorder, opts.Node, log.Named("status")),
 		metrics:    metrics,
 		log:        log,
+		recorder:   recorder,
 		trigger:    make(chan struct{}, 1),
 		owned:      map[netip.Addr]ownership{},
 	}
@@ -185,7 +188,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 // again at the latest (a hand-back ending, a hold-down passing).
 func (s *Speaker) reconcile(ctx context.Context) time.Duration {
 	cfg := s.loadConfig()
-	if cfg == nil {
+	if cfg.Config == nil {
 		return time.Second // nothing is announced before a first valid config
 	}
 	svcs := s.serviceInfos()
@@ -196,7 +199,7 @@ func (s *Speaker) reconcile(ctx context.Context) time.Duration {
 
 // reconcileL2 elects the owner of every address among the live speakers and
 // answers for those this node owns.
-func (s *Speaker) reconcileL2(cfg *config.Config, svcs []ServiceInfo, nodes []NodeInfo) time.Duration {
+func (s *Speaker) reconcileL2(cfg config.State, svcs []ServiceInfo, nodes []NodeInfo) time.Duration {
 	if !s.members.Joined() {
 		return 100 * time.Millisecond // nodeInfos has handed memberlist the peers to join
 	}
@@ -209,7 +212,7 @@ func (s *Speaker) reconcileL2(cfg *config.Config, svcs []ServiceInfo, nodes []No
 		s.l2.Set(nil)
 		return time.Second
 	}
-	owners := DecideL2(cfg, svcs, nodes)
+	owners := DecideL2Kept(cfg.Config, cfg.Accepted, svcs, nodes)
 	s.status.setPrimaries(svcs)
 	now := time.Now()
 	s.mu.Lock()
@@ -263,29 +266,32 @@ func (s *Speaker) reconcileL2(cfg *config.Config, svcs []ServiceInfo, nodes []No
 	return next
 }
 
-// loadConfig returns the configuration in force: the ConfigMap's if valid,
-// else the last valid one (an invalid edit never drops an announcement).
-func (s *Speaker) loadConfig() *config.Config {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cm, err := s.configMaps.ConfigMaps(s.opts.Namespace).Get(s.opts.ConfigName)
-	if err != nil {
-		return s.cfg
+// loadConfig returns the configuration in force, read the one way the
+// controller reads it too (config.Loader): a missing, empty or invalid
+// ConfigMap never drops an announcement, also across restarts.
+func (s *Speaker) loadConfig() config.State {
+	cms := s.configMaps.ConfigMaps(s.opts.Namespace)
+	user, _ := cms.Get(s.opts.ConfigName)
+	record, _ := cms.Get(config.RecordName(s.opts.ConfigName))
+	st := s.loader.Load(user, record)
+	if st.Err == nil {
+		s.metrics.configValid.Set(1)
+		s.cfgErr = ""
+		return st
 	}
-	text := cm.Data["config.yaml"]
-	if text == s.cfgText {
-		return s.cfg
+	s.metrics.configValid.Set(0)
+	if msg := st.Err.Error(); msg != s.cfgErr {
+		s.cfgErr = msg
+		instead := "no valid configuration yet: nothing is announced"
+		if st.Config != nil {
+			instead = "announcing under the last valid configuration " + st.Hash
+		}
+		s.log.Error("configuration not loaded", zap.Error(st.Err), zap.String("inForce", st.Hash))
+		if user != nil {
+			s.recorder.Eventf(user, corev1.EventTypeWarning, "InvalidConfig", "node %s: %v; %s", s.opts.Node, st.Err, instead)
+		}
 	}
-	s.cfgText = text
-	cfg, err := config.Parse([]byte(text))
-	if err != nil {
-		s.metrics.configValid.Set(0)
-		s.log.Error("configuration invalid; the last valid one stays in force", zap.Error(err))
-		return s.cfg
-	}
-	s.metrics.configValid.Set(1)
-	s.cfg = cfg
-	return cfg
+	return st
 }
 
 // servicesNamed returns the cached Services of these keys.

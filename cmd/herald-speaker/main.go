@@ -16,8 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -98,17 +96,14 @@ func run(log *zap.Logger, f flags) error {
 	announcer := l2.New(l2.Options{Log: log.Named("l2"), Registerer: reg, GratuitousRepeat: f.gratuitousRepeat,
 		GratuitousInterval: f.gratuitousInterval, RefreshInterval: f.refresh})
 	all := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(speaker.Trim))
-	own := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(f.namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", f.configName).String()
-		}))
-	secrets := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(f.namespace))
+	// Herald's namespace: the ConfigMap, the controller's record of it and BGP passwords.
+	own := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(f.namespace))
 	bgpServer := bgp.New(bgp.Options{Log: log.Named("bgp"), Registerer: reg})
 	inf := speaker.Informers{Services: all.Core().V1().Services(), EndpointSlices: all.Discovery().V1().EndpointSlices(),
-		Nodes: all.Core().V1().Nodes(), ConfigMaps: own.Core().V1().ConfigMaps(), Secrets: secrets.Core().V1().Secrets()}
+		Nodes: all.Core().V1().Nodes(), ConfigMaps: own.Core().V1().ConfigMaps(), Secrets: own.Core().V1().Secrets()}
 	s := speaker.New(kube, inf, members, announcer, bgpServer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
 		speaker.Options{Node: f.node, Namespace: f.namespace, ConfigName: f.configName, LBClass: f.lbClass, HandBack: f.handBack, Interfaces: l2.InterfacesFor})
-	for _, factory := range []informers.SharedInformerFactory{all, own, secrets} {
+	for _, factory := range []informers.SharedInformerFactory{all, own} {
 		factory.Start(ctx.Done())
 	}
 
