@@ -12,16 +12,16 @@ import (
 // large one (RFC 8092). Parts are decimal.
 func ParseCommunity(s string) (CommunityValue, error) {
 	if rest, ok := strings.CutPrefix(s, "large:"); ok {
-		parts := strings.Split(rest, ":")
+		parts := strings.SplitN(rest, ":", 4)
 		if len(parts) != 3 {
-			return CommunityValue{}, fmt.Errorf("%q: a large community is large:a:b:c", s)
+			return CommunityValue{}, fmt.Errorf("%s: a large community is large:a:b:c", quote(s))
 		}
 		var c CommunityValue
 		c.Large = true
 		for i, p := range parts {
 			n, err := strconv.ParseUint(p, 10, 32)
 			if err != nil {
-				return CommunityValue{}, fmt.Errorf("%q: part %q is not a number 0-4294967295", s, p)
+				return CommunityValue{}, fmt.Errorf("%s: part %s is not a number 0-4294967295", quote(s), quote(p))
 			}
 			c.Parts[i] = uint32(n)
 		}
@@ -29,13 +29,13 @@ func ParseCommunity(s string) (CommunityValue, error) {
 	}
 	hi, lo, ok := strings.Cut(s, ":")
 	if !ok || strings.Contains(lo, ":") {
-		return CommunityValue{}, fmt.Errorf("%q: a community is a:b or large:a:b:c", s)
+		return CommunityValue{}, fmt.Errorf("%s: a community is a:b or large:a:b:c", quote(s))
 	}
 	var std uint32
 	for _, p := range []string{hi, lo} {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil {
-			return CommunityValue{}, fmt.Errorf("%q: part %q is not a number 0-65535", s, p)
+			return CommunityValue{}, fmt.Errorf("%s: part %s is not a number 0-65535", quote(s), quote(p))
 		}
 		std = std<<16 | uint32(n)
 	}

@@ -15,30 +15,49 @@ import (
 // bytes (1 MiB, the most a ConfigMap can hold).
 const MaxDocumentSize = 1 << 20
 
-// valueBudget bounds the values read from a document of n bytes once
-// aliases are expanded; without it a small document of nested aliases could
-// expand to billions of values. A document without aliases holds fewer
-// values than bytes, so it stays well below.
-func valueBudget(n int) int {
-	return min(max(4*n, 1<<16), 1<<22)
-}
+// maxValues bounds the values of a document: the YAML values as written
+// (keys, items, brackets), and again once aliases are expanded. Reading
+// YAML costs about a microsecond a value on a small machine, and checking
+// them about as much again, so this keeps a parse within 100 ms; it is
+// room for thousands of pools, or a pool of 30000 single addresses.
+// Without the second count a small document of nested aliases could
+// expand to billions of values.
+const maxValues = 1 << 15
+
+// maxText bounds the text of the values read once aliases are expanded, in
+// bytes. A document without aliases holds less than MaxDocumentSize;
+// through aliases one long value could be read, and checked, thousands of
+// times.
+const maxText = 2 * MaxDocumentSize
+
+// errEmpty refuses a document that configures nothing: an empty ConfigMap
+// key is far more often a mistake (a bad template, a truncated apply) than
+// a wish to withdraw every address, and applying it would tear down every
+// announcement at once.
+var errEmpty = errors.New(`empty; Herald keeps the last valid configuration (to configure no pools at all, write "pools: []")`)
 
 // decodeDocument reads the YAML document b into out, a pointer to one of the
 // raw document structs. It reports every unknown field and every value of
 // the wrong kind, with its path, and returns false when the text cannot be
-// read at all (too large, not YAML, several documents, an alias bomb).
+// read at all (too large, too many values, not YAML, several documents,
+// empty, an alias bomb).
 func decodeDocument(b []byte, out any, probs *problems) bool {
 	if len(b) > MaxDocumentSize {
 		probs.addf("document", "%d bytes, more than the limit of %d (1 MiB)", len(b), MaxDocumentSize)
+		return false
+	}
+	if countValues(b, maxValues) > maxValues {
+		probs.addf("document", "more than %d values, the most Herald reads; write ranges or CIDRs rather than many single addresses", maxValues)
 		return false
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var root yaml.Node
 	switch err := dec.Decode(&root); {
 	case errors.Is(err, io.EOF):
-		return true // empty document: nothing configured
+		probs.add("document", errEmpty)
+		return false
 	case err != nil:
-		probs.add("document", err)
+		probs.add("document", yamlError(err))
 		return false
 	}
 	var next yaml.Node
@@ -46,29 +65,98 @@ func decodeDocument(b []byte, out any, probs *problems) bool {
 		probs.addf("document", "more than one YAML document; Herald reads exactly one")
 		return false
 	}
-	limit := valueBudget(len(b))
-	d := decoder{probs: probs, budget: limit, limit: limit}
-	if len(root.Content) == 1 {
-		d.decode("", root.Content[0], reflect.ValueOf(out).Elem())
+	if len(root.Content) != 1 || isNull(root.Content[0]) {
+		probs.add("document", errEmpty)
+		return false
 	}
-	return d.budget >= 0 // what was read of a bomb is not worth checking
+	d := decoder{probs: probs, values: maxValues, text: maxText}
+	d.decode("", root.Content[0], reflect.ValueOf(out).Elem())
+	return d.values >= 0 && d.text >= 0 // what was read of a bomb is not worth checking
+}
+
+// isNull reports whether n is a null scalar, following aliases.
+func isNull(n *yaml.Node) bool {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// yamlError rewords a YAML syntax error: the parser's text names no Go
+// code, but it may quote a token of any length.
+func yamlError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return errors.New("not YAML: " + strings.ToValidUTF8(msg, "?"))
+}
+
+// countValues counts the values written in b, stopping past limit: its
+// words, split at white space and the flow indicators ",[]{}" outside
+// quotes and comments, plus each opening bracket. A key and its value are
+// two words, as they are two YAML values. It runs before the YAML parser,
+// so that a document of a million one-character values is refused before
+// the parser spends a second and a hundred MB on it.
+func countValues(b []byte, limit int) int {
+	n, word := 0, false
+	for i := 0; i < len(b) && n <= limit; i++ {
+		switch c := b[i]; {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == ']' || c == '}':
+			word = false
+		case c == '[' || c == '{':
+			n++
+			word = false
+		case word:
+		case c == '#':
+			for i < len(b) && b[i] != '\n' {
+				i++
+			}
+		case c == '"' || c == '\'':
+			n++
+			i = endOfQuoted(b, i)
+		default:
+			n++
+			word = true
+		}
+	}
+	return n
+}
+
+// endOfQuoted returns the index of the quote closing the quoted scalar that
+// opens at b[i]: in double quotes a backslash escapes the next byte, in
+// single quotes a quote is written twice.
+func endOfQuoted(b []byte, i int) int {
+	q := b[i]
+	for i++; i < len(b); i++ {
+		switch {
+		case q == '"' && b[i] == '\\':
+			i++
+		case b[i] == q && q == '\'' && i+1 < len(b) && b[i+1] == '\'':
+			i++
+		case b[i] == q:
+			return i
+		}
+	}
+	return i
 }
 
 // decoder fills raw document structs from a YAML node tree by their yaml
 // tags. Unlike yaml.Node.Decode it goes on after a problem, so one pass
 // finds them all. It reads YAML 1.2 scalars: "no" and "on" are strings.
 type decoder struct {
-	probs         *problems
-	budget, limit int
+	probs *problems
+	// values and text are what is left of maxValues and maxText.
+	values, text int
 }
 
 func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	if d.budget--; d.budget < 0 {
-		if d.budget == -1 {
-			d.probs.addf("document", "more than %d values once aliases are expanded", d.limit)
+	if d.values--; d.values < 0 {
+		if d.values == -1 {
+			d.probs.addf("document", "more than %d values once aliases are expanded", maxValues)
 		}
 		return
 	}
@@ -82,7 +170,7 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 	switch v.Kind() {
 	case reflect.Pointer:
 		p := reflect.New(v.Type().Elem())
-		d.budget++ // the pointer and its target are one value
+		d.values++ // the pointer and its target are one value
 		d.decode(path, n, p.Elem())
 		v.Set(p)
 	case reflect.Struct:
@@ -104,7 +192,9 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 			d.probs.undecodable(at, fmt.Errorf("want a string, got %s", describe(n)))
 			return
 		}
-		v.SetString(n.Value)
+		if d.spend(len(n.Value)) {
+			v.SetString(n.Value)
+		}
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
@@ -122,6 +212,18 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 	default:
 		panic(fmt.Sprintf("config: raw document field of kind %s", v.Kind()))
 	}
+}
+
+// spend takes n bytes from what is left of maxText, and reports whether
+// any was left.
+func (d *decoder) spend(n int) bool {
+	if d.text -= n; d.text < 0 {
+		if d.text+n >= 0 {
+			d.probs.addf("document", "more than %d bytes of text once aliases are expanded", maxText)
+		}
+		return false
+	}
+	return true
 }
 
 // object fills struct v from mapping n.
@@ -189,7 +291,7 @@ func (d *decoder) key(path, at string, k *yaml.Node) (string, bool) {
 		d.probs.addf(join(path, k.Value), "merge keys are not supported")
 		return "", false
 	}
-	return k.Value, true
+	return k.Value, d.spend(len(k.Value))
 }
 
 // fieldsOf maps the yaml tags of struct type t to field indexes.
@@ -211,10 +313,7 @@ func describe(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.ScalarNode:
-		if v := []rune(n.Value); len(v) > 40 {
-			return fmt.Sprintf("%q", string(v[:40])+"…")
-		}
-		return fmt.Sprintf("%q", n.Value)
+		return quote(n.Value)
 	default:
 		return "nothing"
 	}

@@ -27,27 +27,21 @@ import (
 // do: a plaintext password (Herald reads passwords only from a Secret), more
 // than one node selector on a peer (the first is kept), BFD echo mode,
 // passive mode and minimum TTL, bgp-advertisements on a layer2 pool, and a
-// CIDR with host bits set (taken as its network). Warnings are returned
-// also when there are errors.
+// CIDR with host bits set (taken as its network). The warnings returned are
+// Config.Warnings, with Parse's own after the conversion's; they are
+// returned also when there are errors.
 func ParseMetalLB(b []byte) (*Config, []string, error) {
 	probs := newProblems()
 	var ml metalLBDocument
 	if !decodeDocument(b, &ml, probs) {
 		return nil, nil, probs.err()
 	}
-	var w warnings
-	doc := ml.convert(probs, &w)
+	doc := ml.convert(probs)
 	cfg := validate(doc, probs)
 	if err := probs.err(); err != nil {
-		return nil, w, err
+		return nil, probs.warningList(), err
 	}
-	return cfg, w, nil
-}
-
-type warnings []string
-
-func (w *warnings) add(at, format string, args ...any) {
-	*w = append(*w, at+": "+fmt.Sprintf(format, args...))
+	return cfg, cfg.Warnings, nil
 }
 
 // metalLBDocument is MetalLB's legacy configuration as written.
@@ -131,10 +125,10 @@ var (
 )
 
 // convert builds the Herald document equivalent to ml.
-func (ml *metalLBDocument) convert(probs *problems, w *warnings) *document {
+func (ml *metalLBDocument) convert(probs *problems) *document {
 	doc := &document{}
 	for i, p := range ml.Peers {
-		doc.BGPPeers = append(doc.BGPPeers, p.convert(fmt.Sprintf("peers[%d]", i), i, w))
+		doc.BGPPeers = append(doc.BGPPeers, p.convert(fmt.Sprintf("peers[%d]", i), i, probs))
 	}
 	for _, name := range sortedKeys(ml.BGPCommunities) {
 		doc.Communities = append(doc.Communities, rawCommunity{
@@ -144,15 +138,15 @@ func (ml *metalLBDocument) convert(probs *problems, w *warnings) *document {
 		})
 	}
 	for i, b := range ml.BFDProfiles {
-		doc.BFDProfiles = append(doc.BFDProfiles, b.convert(fmt.Sprintf("bfd-profiles[%d]", i), w))
+		doc.BFDProfiles = append(doc.BFDProfiles, b.convert(fmt.Sprintf("bfd-profiles[%d]", i), probs))
 	}
 	for i, p := range ml.AddressPools {
-		p.convert(doc, fmt.Sprintf("address-pools[%d]", i), probs, w)
+		p.convert(doc, fmt.Sprintf("address-pools[%d]", i), probs)
 	}
 	return doc
 }
 
-func (p metalLBPeer) convert(at string, i int, w *warnings) rawPeer {
+func (p metalLBPeer) convert(at string, i int, probs *problems) rawPeer {
 	rp := rawPeer{
 		Name:          peerName(p.PeerAddress, p.PeerPort, i),
 		Address:       p.PeerAddress,
@@ -168,15 +162,15 @@ func (p metalLBPeer) convert(at string, i int, w *warnings) rawPeer {
 		at:            place{path: at, keys: metalLBPeerKeys},
 	}
 	if p.Password != "" {
-		w.add(at+".password", "not carried over: Herald takes BGP passwords only from a Secret; "+
-			"put it in a Secret in herald-system and set passwordSecret on bgpPeer %q", rp.Name)
+		probs.warn(at+".password", "not carried over: Herald takes BGP passwords only from a Secret; "+
+			"put it in a Secret in herald-system and set passwordSecret on bgpPeer %s", quote(rp.Name))
 	}
 	if len(p.NodeSelectors) > 0 {
 		s := p.NodeSelectors[0]
 		rp.NodeSelector = &rawSelector{MatchLabels: s.MatchLabels, MatchExpressions: s.MatchExpressions}
 	}
 	if n := len(p.NodeSelectors); n > 1 {
-		w.add(at+".node-selectors", "only the first of %d selectors is kept (Herald takes one per peer), "+
+		probs.warn(at+".node-selectors", "only the first of %d selectors is kept (Herald takes one per peer), "+
 			"so nodes that only the others select no longer peer; write one selector that says both", n)
 	}
 	return rp
@@ -199,7 +193,7 @@ func peerName(addr string, port *int64, i int) string {
 	return name
 }
 
-func (b metalLBBFDProfile) convert(at string, w *warnings) rawBFDProfile {
+func (b metalLBBFDProfile) convert(at string, probs *problems) rawBFDProfile {
 	ms := func(n *int64) *string {
 		if n == nil {
 			return nil
@@ -208,16 +202,16 @@ func (b metalLBBFDProfile) convert(at string, w *warnings) rawBFDProfile {
 		return &s
 	}
 	if b.EchoMode {
-		w.add(at+".echo-mode", "ignored: Herald's BFD sends no echo packets; remove it")
+		probs.warn(at+".echo-mode", "ignored: Herald's BFD sends no echo packets; remove it")
 	}
 	if b.EchoInterval != nil {
-		w.add(at+".echo-interval", "ignored: Herald's BFD sends no echo packets; remove it")
+		probs.warn(at+".echo-interval", "ignored: Herald's BFD sends no echo packets; remove it")
 	}
 	if b.PassiveMode {
-		w.add(at+".passive-mode", "ignored: Herald's BFD sessions are always active; remove it")
+		probs.warn(at+".passive-mode", "ignored: Herald's BFD sessions are always active; remove it")
 	}
 	if b.MinimumTTL != nil {
-		w.add(at+".minimum-ttl", "ignored: Herald does not check the TTL of BFD packets; remove it")
+		probs.warn(at+".minimum-ttl", "ignored: Herald does not check the TTL of BFD packets; remove it")
 	}
 	return rawBFDProfile{
 		Name:             b.Name,
@@ -229,14 +223,14 @@ func (b metalLBBFDProfile) convert(at string, w *warnings) rawBFDProfile {
 }
 
 // convert adds the pool and its advertisements to doc.
-func (p metalLBPool) convert(doc *document, at string, probs *problems, w *warnings) {
+func (p metalLBPool) convert(doc *document, at string, probs *problems) {
 	addrs := make([]string, len(p.Addresses))
 	for i, s := range p.Addresses {
 		addrs[i] = s
 		// MetalLB took a CIDR with host bits set as its whole network.
 		if pfx, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil && pfx.Masked() != pfx {
 			addrs[i] = pfx.Masked().String()
-			w.add(fmt.Sprintf("%s.addresses[%d]", at, i), "%q is taken as its network %s; write it so", s, pfx.Masked())
+			probs.warn(fmt.Sprintf("%s.addresses[%d]", at, i), "%s is taken as its network %s; write it so", quote(s), pfx.Masked())
 		}
 	}
 	doc.Pools = append(doc.Pools, rawPool{
@@ -254,7 +248,7 @@ func (p metalLBPool) convert(doc *document, at string, probs *problems, w *warni
 			at:    place{path: at, keys: metalLBL2Keys},
 		})
 		if len(p.BGPAdvertisements) > 0 {
-			w.add(at+".bgp-advertisements", "ignored: the pool's protocol is layer2; remove them")
+			probs.warn(at+".bgp-advertisements", "ignored: the pool's protocol is layer2; remove them")
 		}
 	case "bgp":
 		if len(p.BGPAdvertisements) == 0 {
@@ -278,6 +272,6 @@ func (p metalLBPool) convert(doc *document, at string, probs *problems, w *warni
 	case "":
 		probs.addf(at+".protocol", "required: layer2 or bgp")
 	default:
-		probs.addf(at+".protocol", "%q: want layer2 or bgp", p.Protocol)
+		probs.addf(at+".protocol", "%s: want layer2 or bgp", quote(p.Protocol))
 	}
 }

@@ -21,6 +21,9 @@ type Config struct {
 	BFDProfiles       []BFDProfile
 	Communities       []Community
 	BGPAdvertisements []BGPAdvertisement
+	// Warnings name what is valid but probably not what was meant, each
+	// starting with its place, as problems do; at most 100 and a note.
+	Warnings []string
 }
 
 // Pool is a named set of addresses Services may be given.

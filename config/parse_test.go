@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +167,9 @@ func fullConfig(t *testing.T) *config.Config {
 				NodeSelector:        labels.Everything(),
 			},
 		},
+		Warnings: []string{
+			"bgpAdvertisements[0].localPref: 100 is sent to no peer: LOCAL_PREF goes only to iBGP peers (asn equal to myASN), and every peer of this advertisement is eBGP",
+		},
 	}
 }
 
@@ -186,13 +190,8 @@ func TestParseDefaults(t *testing.T) {
 		want *config.Config
 	}{
 		{
-			name: "empty document",
-			doc:  nil,
-			want: &config.Config{},
-		},
-		{
-			name: "only a comment",
-			doc:  []byte("# nothing yet\n"),
+			name: "no pools at all",
+			doc:  []byte("pools: []\n"),
 			want: &config.Config{},
 		},
 		{
@@ -230,6 +229,24 @@ func TestParseDefaults(t *testing.T) {
 			want: &config.Config{BGPPeers: []config.BGPPeer{{
 				Name: "p", Address: addr("192.0.2.1"), Port: 179, ASN: 64500, MyASN: 64501,
 				HoldTime: 12 * time.Second, KeepaliveTime: 4 * time.Second, ConnectTime: 5 * time.Second,
+				NodeSelector: labels.Everything(),
+			}}},
+		},
+		{
+			name: "keepalive rounds down to whole seconds",
+			doc:  peers(with(peer("p", "192.0.2.1"), "holdTime", "10s")),
+			want: &config.Config{BGPPeers: []config.BGPPeer{{
+				Name: "p", Address: addr("192.0.2.1"), Port: 179, ASN: 64500, MyASN: 64501,
+				HoldTime: 10 * time.Second, KeepaliveTime: 3 * time.Second, ConnectTime: 5 * time.Second,
+				NodeSelector: labels.Everything(),
+			}}},
+		},
+		{
+			name: "keepalive at least 1s",
+			doc:  peers(with(peer("p", "192.0.2.1"), "holdTime", "4s")),
+			want: &config.Config{BGPPeers: []config.BGPPeer{{
+				Name: "p", Address: addr("192.0.2.1"), Port: 179, ASN: 64500, MyASN: 64501,
+				HoldTime: 4 * time.Second, KeepaliveTime: 1 * time.Second, ConnectTime: 5 * time.Second,
 				NodeSelector: labels.Everything(),
 			}}},
 		},
@@ -341,9 +358,9 @@ func TestParseAccepts(t *testing.T) {
 		},
 		{
 			name: "largest ASN and port",
-			doc:  peers(with(peer("p", "192.0.2.1"), "asn", 4294967295, "port", 65535)),
+			doc:  peers(with(peer("p", "192.0.2.1"), "asn", 4294967294, "port", 65535)),
 			get:  func(c *config.Config) any { return [2]uint32{c.BGPPeers[0].ASN, uint32(c.BGPPeers[0].Port)} },
-			want: [2]uint32{4294967295, 65535},
+			want: [2]uint32{4294967294, 65535},
 		},
 	}
 	for _, tt := range tests {
@@ -371,8 +388,8 @@ func TestParseMultipleProblems(t *testing.T) {
 		`pools[0].addresses[0]: "10.0.0.5-10.0.0.1": range start after end`,
 		`pools[1].name: "a" already used by pools[0]`,
 		`pools[2].addresses[0]: "10.0.1.128/25" overlaps "10.0.1.0/24" of pool "a" (pools[1].addresses[0]): an address belongs to one pool only`,
-		`bgpPeers[0].asn: 0: must be 1-4294967295`,
-		`bgpPeers[0].holdTime: 1s: must be 0 or 3s-18h12m15s`,
+		`bgpPeers[0].asn: 0: AS 0 is reserved (RFC 7607); use your network's AS number`,
+		`bgpPeers[0].holdTime: "1s": must be 0 or 3s-65535s`,
 		`bgpAdvertisements[0].pools[0]: "missing" is not defined in pools`,
 		`bgpAdvertisements[0].communities[0]: "nope" is not defined in communities, nor of the form a:b or large:a:b:c`,
 	}
@@ -430,5 +447,51 @@ func TestParseReportsOnce(t *testing.T) {
 				t.Errorf("problems (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestParseWarnings checks what is valid but reported, and that a
+// document without such a thing has no warning.
+func TestParseWarnings(t *testing.T) {
+	ebgp := peer("ebgp", "192.0.2.1") // asn 64500, myASN 64501
+	ibgp := with(peer("ibgp", "192.0.2.2"), "asn", 64501)
+	lan := list(pool("lan", "10.0.0.0/24"))
+	const want = "bgpAdvertisements[0].localPref: 100 is sent to no peer: LOCAL_PREF goes only to iBGP peers (asn equal to myASN), and every peer of this advertisement is eBGP"
+	tests := []struct {
+		name string
+		doc  []byte
+		want []string
+	}{
+		{"localPref to listed eBGP peers", doc("pools", lan, "bgpPeers", list(ebgp, ibgp), "bgpAdvertisements", list(with(bgpAdv("a"), "peers", []string{"ebgp"}, "localPref", 100))), []string{want}},
+		{"localPref to all peers, all eBGP", doc("pools", lan, "bgpPeers", list(ebgp), "bgpAdvertisements", list(with(bgpAdv("a"), "localPref", 100))), []string{want}},
+		{"localPref to all peers, one iBGP", doc("pools", lan, "bgpPeers", list(ebgp, ibgp), "bgpAdvertisements", list(with(bgpAdv("a"), "localPref", 100))), nil},
+		{"localPref to a listed iBGP peer", doc("pools", lan, "bgpPeers", list(ebgp, ibgp), "bgpAdvertisements", list(with(bgpAdv("a"), "peers", []string{"ebgp", "ibgp"}, "localPref", 100))), nil},
+		{"localPref without peers", doc("pools", lan, "bgpAdvertisements", list(with(bgpAdv("a"), "localPref", 100))), nil},
+		{"localPref 0", doc("pools", lan, "bgpPeers", list(ebgp), "bgpAdvertisements", list(with(bgpAdv("a"), "localPref", 0))), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse(tt.doc)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, cfg.Warnings); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseTooManyWarnings(t *testing.T) {
+	var ads []obj
+	for i := range 150 {
+		ads = append(ads, with(bgpAdv(fmt.Sprint("a", i)), "localPref", 100))
+	}
+	cfg, err := config.Parse(doc("bgpPeers", list(peer("ebgp", "192.0.2.1")), "bgpAdvertisements", ads))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cfg.Warnings); n != 101 || !strings.HasPrefix(cfg.Warnings[100], "too many warnings") {
+		t.Errorf("got %d warnings ending %q; want 100 and a note", n, cfg.Warnings[n-1])
 	}
 }

@@ -3,32 +3,63 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
-// maxProblems bounds the list of problems: past it a document is not worth
-// reading further, and a crafted one could otherwise make millions.
+// maxProblems bounds the list of problems, and of warnings: past it a
+// document is not worth reading further, and a crafted one could otherwise
+// make millions. Validation loops check full() and stop.
 const maxProblems = 100
+
+// maxQuoted is how many characters of the user's text a message quotes.
+// Aliases can repeat one long value thousands of times; a message that
+// echoed it whole would make the error, and the logs, hundreds of MB.
+const maxQuoted = 40
+
+// quote writes s for a message: quoted, cut to maxQuoted characters with an
+// ellipsis. It reads only the characters it keeps.
+func quote(s string) string {
+	i := 0
+	for n := 0; i < len(s); n++ {
+		if n == maxQuoted {
+			return strconv.Quote(s[:i] + "…")
+		}
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	return strconv.Quote(s)
+}
 
 // problems collects everything wrong with a document, each entry starting
 // with the place it concerns.
 type problems struct {
 	list []error
 	// seen drops repeats: a generated entry (from a MetalLB document) can
-	// meet the same problem as the entry it was made from.
+	// meet the same problem as the entry it was made from. Messages are
+	// short (user text is quoted by quote), so it stays small.
 	seen map[string]bool
 	// undecoded holds the places whose value was of the wrong kind, so that
 	// validation does not report them again as missing.
 	undecoded map[string]bool
 	dropped   bool
+	// warnings are things valid but probably not meant, bounded like problems.
+	warnings        []string
+	droppedWarnings bool
 }
 
 func newProblems() *problems {
 	return &problems{seen: map[string]bool{}, undecoded: map[string]bool{}}
 }
 
-// add records err at place at.
+// add records err at place at. Once the list is full it only notes that
+// more were dropped, without building the message.
 func (p *problems) add(at string, err error) {
+	if p.full() {
+		p.dropped = true
+		return
+	}
 	if p.under(at) {
 		return
 	}
@@ -36,12 +67,25 @@ func (p *problems) add(at string, err error) {
 	if p.seen[e.Error()] {
 		return
 	}
-	if p.full() {
-		p.dropped = true
-		return
-	}
 	p.seen[e.Error()] = true
 	p.list = append(p.list, e)
+}
+
+// warn records a warning at place at.
+func (p *problems) warn(at, format string, args ...any) {
+	if len(p.warnings) >= maxProblems {
+		p.droppedWarnings = true
+		return
+	}
+	p.warnings = append(p.warnings, at+": "+fmt.Sprintf(format, args...))
+}
+
+// warningList returns the warnings, with a note when some were dropped.
+func (p *problems) warningList() []string {
+	if p.droppedWarnings {
+		return append(p.warnings, fmt.Sprintf("too many warnings: only the first %d are listed", maxProblems))
+	}
+	return p.warnings
 }
 
 // addf records a new error at place at.
@@ -120,13 +164,20 @@ func (p place) sub(name string) place {
 	return place{path: p.field(name), keys: p.keys}
 }
 
-// join appends a key to a decoding path.
+// join appends a key to a decoding path. A key that is long, or would
+// not read as one segment, is quoted (and so shortened).
 func join(path, key string) string {
-	if path == "" {
+	plain := len(key) > 0 && len(key) <= maxQuoted && !strings.ContainsFunc(key, func(r rune) bool {
+		return r <= ' ' || r == '.' || r == '[' || r == ']' || r == '"' || r == utf8.RuneError || r > '~'
+	})
+	switch {
+	case plain && path == "":
 		return key
+	case plain:
+		return path + "." + key
+	case path == "":
+		return "document[" + quote(key) + "]"
+	default:
+		return path + "[" + quote(key) + "]"
 	}
-	if strings.ContainsAny(key, ".[] ") {
-		return fmt.Sprintf("%s[%q]", path, key)
-	}
-	return path + "." + key
 }

@@ -7,7 +7,10 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // ParseRange reads one entry of a pool's addresses: a CIDR prefix
@@ -20,66 +23,115 @@ import (
 // block; Parse refuses that in a pool); both ends of a range are of one
 // family and in order.
 func ParseRange(s string) (Range, error) {
+	r, err := parseRange(s)
+	if err != nil {
+		return Range{}, fmt.Errorf("%s: %w", quote(s), err)
+	}
+	return r, nil
+}
+
+func parseRange(s string) (Range, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
-		return Range{}, fmt.Errorf("%q: empty; want an address, a CIDR or a range a-b", s)
+		return Range{}, errors.New("empty; want an address, a CIDR or a range a-b")
 	}
-	if from, to, ok := strings.Cut(t, "-"); ok {
+	if from, to, ok := strings.Cut(t, "-"); ok && !isHostname(t) {
 		a, err := parseAddr(strings.TrimSpace(from))
 		if err != nil {
-			return Range{}, fmt.Errorf("%q: range start: %w", s, err)
+			return Range{}, fmt.Errorf("range start: %w", err)
 		}
 		b, err := parseAddr(strings.TrimSpace(to))
 		if err != nil {
-			return Range{}, fmt.Errorf("%q: range end: %w", s, err)
+			return Range{}, fmt.Errorf("range end: %w", err)
 		}
 		if a.Is4() != b.Is4() {
-			return Range{}, fmt.Errorf("%q: range start and end are of different families", s)
+			return Range{}, errors.New("range start and end are of different families")
 		}
 		if a.Compare(b) > 0 {
-			return Range{}, fmt.Errorf("%q: range start after end", s)
+			return Range{}, errors.New("range start after end")
 		}
 		return Range{From: a, To: b}, nil
 	}
-	if strings.Contains(t, "/") {
-		p, err := netip.ParsePrefix(t)
+	if addr, bits, ok := strings.Cut(t, "/"); ok {
+		p, err := parsePrefix(addr, bits)
 		if err != nil {
-			return Range{}, fmt.Errorf("%q: %w", s, err)
-		}
-		if p.Addr().Is4In6() {
-			return Range{}, fmt.Errorf("%q: %w", s, errMapped)
+			return Range{}, err
 		}
 		if m := p.Masked(); m != p {
-			return Range{}, fmt.Errorf("%q: not a network address; write %s", s, m)
+			return Range{}, fmt.Errorf("not a network address; write %s", m)
 		}
 		return prefixRange(p), nil
 	}
 	a, err := parseAddr(t)
 	if err != nil {
-		return Range{}, fmt.Errorf("%q: %w", s, err)
+		return Range{}, err
 	}
 	return Range{From: a, To: a}, nil
 }
 
 var (
-	errZone   = errors.New("zones are not allowed")
-	errMapped = errors.New("IPv4-mapped IPv6 addresses are not allowed; write the IPv4 address")
+	errZone     = errors.New("zones are not allowed")
+	errMapped   = errors.New("IPv4-mapped IPv6 addresses are not allowed; write the IPv4 address")
+	errNotIP    = errors.New("not an IP address")
+	errHostname = errors.New("hostnames are not supported; write an IP address")
 )
 
+// maxAddrText is longer than any IP address; a longer text is refused
+// without parsing it.
+const maxAddrText = 64
+
 // parseAddr is netip.ParseAddr without the forms a configuration never
-// means: zones and IPv4-mapped IPv6.
+// means (zones and IPv4-mapped IPv6), and with errors that name no Go code
+// and do not echo s: callers say where s was written.
 func parseAddr(s string) (netip.Addr, error) {
+	if len(s) > maxAddrText {
+		if isHostname(s) {
+			return netip.Addr{}, errHostname
+		}
+		return netip.Addr{}, errNotIP
+	}
 	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	if a.Zone() != "" {
+	switch {
+	case err != nil && isHostname(s):
+		return netip.Addr{}, errHostname
+	case err != nil:
+		return netip.Addr{}, errNotIP
+	case a.Zone() != "":
 		return netip.Addr{}, errZone
-	}
-	if a.Is4In6() {
+	case a.Is4In6():
 		return netip.Addr{}, errMapped
 	}
 	return a, nil
+}
+
+// isHostname reports whether s reads as a DNS name (a letter in it, and
+// only letters, digits, '-' and '.'), which someone may have written for an
+// address.
+func isHostname(s string) bool {
+	letter := false
+	for _, c := range []byte(s) {
+		switch {
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+			letter = true
+		case '0' <= c && c <= '9' || c == '-' || c == '.':
+		default:
+			return false
+		}
+	}
+	return letter && len(s) <= validation.DNS1123SubdomainMaxLength && len(validation.IsDNS1123Subdomain(strings.ToLower(s))) == 0
+}
+
+// parsePrefix reads a CIDR prefix from its address and its length in bits.
+func parsePrefix(addr, bits string) (netip.Prefix, error) {
+	a, err := parseAddr(addr)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	n, err := strconv.Atoi(bits)
+	if len(bits) > 3 || err != nil || n < 0 || n > a.BitLen() || strconv.Itoa(n) != bits {
+		return netip.Prefix{}, fmt.Errorf("prefix length %s: must be 0-%d", quote(bits), a.BitLen())
+	}
+	return netip.PrefixFrom(a, n), nil
 }
 
 // prefixRange returns the addresses of a masked prefix as a Range.
@@ -175,20 +227,22 @@ func mergeRanges(rs []Range) []Range {
 // reserved lists the blocks no pool may touch: addresses that cannot be a
 // Service's destination on any network.
 var reserved = []struct {
-	prefix netip.Prefix
-	what   string
+	r    Range
+	what string
 }{
-	{netip.MustParsePrefix("0.0.0.0/8"), "“this network” addresses (0.0.0.0/8, with the unspecified address)"},
-	{netip.MustParsePrefix("127.0.0.0/8"), "loopback addresses (127.0.0.0/8)"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "link-local addresses (169.254.0.0/16)"},
-	{netip.MustParsePrefix("224.0.0.0/4"), "multicast addresses (224.0.0.0/4)"},
-	{netip.MustParsePrefix("255.255.255.255/32"), "the broadcast address 255.255.255.255"},
-	{netip.MustParsePrefix("::/128"), "the unspecified address ::"},
-	{netip.MustParsePrefix("::1/128"), "the loopback address ::1"},
-	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped addresses (::ffff:0:0/96)"},
-	{netip.MustParsePrefix("fe80::/10"), "link-local addresses (fe80::/10)"},
-	{netip.MustParsePrefix("ff00::/8"), "multicast addresses (ff00::/8)"},
+	{reservedBlock("0.0.0.0/8"), "“this network” addresses (0.0.0.0/8, with the unspecified address)"},
+	{reservedBlock("127.0.0.0/8"), "loopback addresses (127.0.0.0/8)"},
+	{reservedBlock("169.254.0.0/16"), "link-local addresses (169.254.0.0/16)"},
+	{reservedBlock("224.0.0.0/4"), "multicast addresses (224.0.0.0/4)"},
+	{reservedBlock("255.255.255.255/32"), "the broadcast address 255.255.255.255"},
+	{reservedBlock("::/128"), "the unspecified address ::"},
+	{reservedBlock("::1/128"), "the loopback address ::1"},
+	{reservedBlock("::ffff:0:0/96"), "IPv4-mapped addresses (::ffff:0:0/96)"},
+	{reservedBlock("fe80::/10"), "link-local addresses (fe80::/10)"},
+	{reservedBlock("ff00::/8"), "multicast addresses (ff00::/8)"},
 }
+
+func reservedBlock(s string) Range { return prefixRange(netip.MustParsePrefix(s)) }
 
 // checkUsable reports why r cannot be part of a pool, if it cannot.
 func checkUsable(r Range) error {
@@ -199,7 +253,7 @@ func checkUsable(r Range) error {
 		return errors.New("wider than a /32; Herald refuses IPv6 pools this large")
 	}
 	for _, b := range reserved {
-		if r.overlaps(prefixRange(b.prefix)) {
+		if r.overlaps(b.r) {
 			return fmt.Errorf("includes %s", b.what)
 		}
 	}

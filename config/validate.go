@@ -3,11 +3,11 @@ package config
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -21,7 +21,7 @@ func validate(doc *document, probs *problems) *Config {
 	pools := v.pools(doc.Pools, cfg)
 	v.overlaps(pools.list)
 	v.l2Advertisements(doc.L2Advertisements, pools, cfg)
-	peers := v.peers(doc.BGPPeers, bfdProfiles, cfg)
+	peers := v.peers(doc.BGPPeers, bfdProfiles, pools, cfg)
 	v.bgpAdvertisements(doc.BGPAdvertisements, pools, peers, communities, cfg)
 
 	slices.SortFunc(cfg.Pools, func(a, b Pool) int { return cmp.Compare(a.Name, b.Name) })
@@ -30,11 +30,15 @@ func validate(doc *document, probs *problems) *Config {
 	slices.SortFunc(cfg.BFDProfiles, func(a, b BFDProfile) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(cfg.Communities, func(a, b Community) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(cfg.BGPAdvertisements, func(a, b BGPAdvertisement) int { return cmp.Compare(a.Name, b.Name) })
+	cfg.Warnings = probs.warningList()
 	return cfg
 }
 
 type validator struct {
 	probs *problems
+	// unfitMemo remembers, per pool, family and aggregation length, the
+	// first range that does not fit (see unfit).
+	unfitMemo map[unfitKey]Range
 }
 
 // names maps each name declared in a section to the place that declared it first.
@@ -48,11 +52,11 @@ func (v *validator) name(at place, name string, used names) {
 	case name == "":
 		v.probs.addf(f, "required")
 		return
-	case len(validation.IsDNS1123Label(name)) > 0:
-		v.probs.addf(f, "%q: %w", name, errNotLabel)
+	case !isLabel(name):
+		v.probs.addf(f, "%s: %w", quote(name), errNotLabel)
 	}
 	if first, ok := used[name]; ok {
-		v.probs.addf(f, "%q already used by %s", name, first)
+		v.probs.addf(f, "%s already used by %s", quote(name), first)
 		return
 	}
 	used[name] = at.path
@@ -60,18 +64,44 @@ func (v *validator) name(at place, name string, used names) {
 
 var errNotLabel = errors.New("not a DNS label (at most 63 characters: lowercase letters, digits and '-', starting and ending with a letter or digit)")
 
+// isLabel reports whether s is a DNS label (RFC 1123): at most 63
+// lowercase letters, digits and '-', starting and ending with a letter or
+// digit. Written out rather than by validation.IsDNS1123Label, whose
+// regular expression and message cost more than the rest of a name's check.
+func isLabel(s string) bool {
+	return len(s) <= validation.DNS1123LabelMaxLength && isWord(s, isLower, "-")
+}
+
+// isWord reports whether s is not empty, made of bytes that are alnum or
+// in inner, and starts and ends with an alnum one.
+func isWord(s string, alnum func(byte) bool, inner string) bool {
+	if s == "" || !alnum(s[0]) || !alnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if !alnum(s[i]) && strings.IndexByte(inner, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // refs checks a list of references to named elements of another section and
 // returns them sorted, or nil when the list is empty.
 func (v *validator) refs(at place, field string, list []string, known names, section string) []string {
-	seen := make(map[string]bool, len(list))
+	seen := make(map[string]bool, min(len(list), len(known)))
 	for i, n := range list {
+		if v.probs.full() {
+			break
+		}
 		switch _, ok := known[n]; {
 		case !ok:
-			v.probs.addf(at.item(field, i), "%q is not defined in %s", n, section)
+			v.probs.addf(at.item(field, i), "%s is not defined in %s", quote(n), section)
 		case seen[n]:
-			v.probs.addf(at.item(field, i), "%q listed twice", n)
+			v.probs.addf(at.item(field, i), "%s listed twice", quote(n))
+		default:
+			seen[n] = true
 		}
-		seen[n] = true
 	}
 	if len(list) == 0 {
 		return nil
@@ -81,65 +111,49 @@ func (v *validator) refs(at place, field string, list []string, known names, sec
 	return slices.Compact(out)
 }
 
-// selector builds a label selector; an absent one selects everything.
-func (v *validator) selector(at place, s *rawSelector) labels.Selector {
-	if s == nil {
-		return labels.Everything()
-	}
-	all := &metav1.LabelSelector{MatchLabels: s.MatchLabels}
-	ok := true
-	// Check each part alone, so that every bad one is reported at its place.
-	for _, k := range sortedKeys(s.MatchLabels) {
-		one := &metav1.LabelSelector{MatchLabels: map[string]string{k: s.MatchLabels[k]}}
-		if _, err := metav1.LabelSelectorAsSelector(one); err != nil {
-			v.probs.add(at.field("matchLabels"), err)
-			ok = false
-		}
-	}
-	for i, r := range s.MatchExpressions {
-		req := metav1.LabelSelectorRequirement{Key: r.Key, Operator: metav1.LabelSelectorOperator(r.Operator), Values: r.Values}
-		one := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{req}}
-		if _, err := metav1.LabelSelectorAsSelector(one); err != nil {
-			v.probs.add(at.item("matchExpressions", i), err)
-			ok = false
-		}
-		all.MatchExpressions = append(all.MatchExpressions, req)
-	}
-	if !ok {
-		return nil
-	}
-	sel, err := metav1.LabelSelectorAsSelector(all)
-	if err != nil {
-		v.probs.add(at.path, err)
-		return nil
-	}
-	return sel
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // duration reads an optional duration, returning def when it is absent.
+// Messages echo the text as written.
 func (v *validator) duration(at string, s *string, def time.Duration) (time.Duration, bool) {
 	if s == nil {
 		return def, true
 	}
-	d, err := time.ParseDuration(*s)
-	if err != nil {
-		v.probs.add(at, err)
-		return 0, false
+	var d time.Duration
+	err := errTooLong
+	if len(*s) <= maxDurationText {
+		d, err = time.ParseDuration(*s)
 	}
-	if d < 0 {
-		v.probs.addf(at, "%s: must not be negative", d)
+	switch {
+	case err != nil:
+		v.probs.addf(at, "%s: not a duration; write a number and a unit, as in 90s, 1m30s or 300ms", quote(*s))
+		return 0, false
+	case d < 0:
+		v.probs.addf(at, "%s: must not be negative", quote(*s))
 		return 0, false
 	}
 	return d, true
+}
+
+// maxDurationText is longer than any duration worth writing; a longer text
+// is refused before time.ParseDuration reads it.
+const maxDurationText = 32
+
+var errTooLong = errors.New("too long")
+
+// between writes the bounds of a duration as a user would: whole seconds
+// as "65535s" rather than Go's "18h12m15s".
+func between(lo, hi time.Duration) string {
+	return short(lo) + "-" + short(hi)
+}
+
+func short(d time.Duration) string {
+	switch {
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	case d%time.Millisecond == 0:
+		return fmt.Sprintf("%dms", d/time.Millisecond)
+	default:
+		return d.String()
+	}
 }
 
 // integer reads an optional integer within [lo, hi], returning def when it is absent.

@@ -62,7 +62,7 @@ func (v *validator) bfdProfiles(raw []rawBFDProfile, cfg *Config) names {
 		} {
 			d, ok := v.duration(at.field(t.field), t.raw, DefaultBFDInterval)
 			if ok && (d < minBFDInterval || d > maxBFDInterval) {
-				v.probs.addf(at.field(t.field), "%s: must be %s-%s", d, minBFDInterval, maxBFDInterval)
+				v.probs.addf(at.field(t.field), "%s: must be %s", quote(*t.raw), between(minBFDInterval, maxBFDInterval))
 			}
 			*t.out = d
 		}
@@ -79,18 +79,32 @@ const (
 	maxHoldTime = math.MaxUint16 * time.Second
 )
 
-// peers checks the BGP peers and returns their names. Two peers may not
-// share an address and port: the speaker could not tell their sessions apart.
-func (v *validator) peers(raw []rawPeer, bfdProfiles names, cfg *Config) names {
-	used := names{}
+// peerSet is what validation keeps of the peers to check advertisements.
+type peerSet struct {
+	names names
+	// ibgp tells, by name, whether a peer is in our AS (asn == myASN):
+	// only such a peer is sent LOCAL_PREF.
+	ibgp    map[string]bool
+	anyIBGP bool
+}
+
+// peers checks the BGP peers. Two peers may not share an address and
+// port: the speaker could not tell their sessions apart. No pool may hold
+// a peer's address, source address or router ID: Herald would hand it to
+// a Service.
+func (v *validator) peers(raw []rawPeer, bfdProfiles names, pools poolSet, cfg *Config) peerSet {
+	set := peerSet{names: names{}, ibgp: map[string]bool{}}
 	type endpoint struct {
 		addr netip.Addr
 		port uint16
 	}
 	endpoints := map[endpoint]string{}
 	for _, rp := range raw {
+		if v.probs.full() {
+			break
+		}
 		at := rp.at
-		v.name(at, rp.Name, used)
+		v.name(at, rp.Name, set.names)
 		p := BGPPeer{
 			Name:            rp.Name,
 			EBGPMultihop:    rp.EBGPMultihop,
@@ -104,8 +118,13 @@ func (v *validator) peers(raw []rawPeer, bfdProfiles names, cfg *Config) names {
 		}
 		port, portOK := v.integer(at.field("port"), rp.Port, DefaultBGPPort, 1, math.MaxUint16)
 		p.Port = uint16(port)
-		p.ASN = v.asn(at.field("asn"), rp.ASN)
-		p.MyASN = v.asn(at.field("myASN"), rp.MyASN)
+		asnOK, myASNOK := false, false
+		p.ASN, asnOK = v.asn(at.field("asn"), rp.ASN)
+		p.MyASN, myASNOK = v.asn(at.field("myASN"), rp.MyASN)
+		if _, dup := set.ibgp[rp.Name]; !dup && asnOK && myASNOK {
+			set.ibgp[rp.Name] = p.ASN == p.MyASN
+			set.anyIBGP = set.anyIBGP || p.ASN == p.MyASN
+		}
 		if rp.RouterID != "" {
 			p.RouterID = v.routerID(at.field("routerID"), rp.RouterID)
 		}
@@ -115,6 +134,9 @@ func (v *validator) peers(raw []rawPeer, bfdProfiles names, cfg *Config) names {
 				v.probs.addf(at.field("sourceAddress"), "%s is not of the family of address %s", p.SourceAddress, p.Address)
 			}
 		}
+		v.outsidePools(pools, at.field("address"), p.Address)
+		v.outsidePools(pools, at.field("sourceAddress"), p.SourceAddress)
+		v.outsidePools(pools, at.field("routerID"), p.RouterID)
 		p.HoldTime, p.KeepaliveTime = v.timers(at, rp)
 		if d, ok := v.duration(at.field("connectTime"), rp.ConnectTime, DefaultConnectTime); ok && d == 0 {
 			v.probs.addf(at.field("connectTime"), "must be more than 0")
@@ -126,7 +148,7 @@ func (v *validator) peers(raw []rawPeer, bfdProfiles names, cfg *Config) names {
 		}
 		if rp.BFDProfile != "" {
 			if _, ok := bfdProfiles[rp.BFDProfile]; !ok {
-				v.probs.addf(at.field("bfdProfile"), "%q is not defined in bfdProfiles", rp.BFDProfile)
+				v.probs.addf(at.field("bfdProfile"), "%s is not defined in bfdProfiles", quote(rp.BFDProfile))
 			}
 			p.BFDProfile = rp.BFDProfile
 		}
@@ -140,7 +162,18 @@ func (v *validator) peers(raw []rawPeer, bfdProfiles names, cfg *Config) names {
 		}
 		cfg.BGPPeers = append(cfg.BGPPeers, p)
 	}
-	return used
+	return set
+}
+
+// outsidePools reports the pool entry holding a, the peer field at.
+func (v *validator) outsidePools(pools poolSet, at string, a netip.Addr) {
+	if !a.IsValid() {
+		return
+	}
+	if e := pools.entries.find(a); e != nil {
+		v.probs.addf(e.at(), "%s holds %s (%s); a pool must not hold a BGP peer's address, sourceAddress or routerID",
+			quote(e.text), at, a)
+	}
 }
 
 // routerID reads a BGP identifier: RFC 4271 makes it a non-zero 32-bit
@@ -149,7 +182,7 @@ func (v *validator) routerID(at, s string) netip.Addr {
 	id, err := parseAddr(s)
 	switch {
 	case err != nil:
-		v.probs.add(at, err)
+		v.probs.addf(at, "%s: %w", quote(s), err)
 	case !id.Is4() || id.IsUnspecified():
 		v.probs.addf(at, "%s: must be a non-zero IPv4 address", id)
 	default:
@@ -162,13 +195,13 @@ func (v *validator) routerID(at, s string) netip.Addr {
 func (v *validator) secretRef(at place, s rawSecretRef) *SecretRef {
 	if s.Name == "" {
 		v.probs.addf(at.field("name"), "required")
-	} else if len(validation.IsDNS1123Subdomain(s.Name)) > 0 {
-		v.probs.addf(at.field("name"), "%q: not a Secret name (a DNS subdomain)", s.Name)
+	} else if len(s.Name) > validation.DNS1123SubdomainMaxLength || len(validation.IsDNS1123Subdomain(s.Name)) > 0 {
+		v.probs.addf(at.field("name"), "%s: not a Secret name (a DNS subdomain: at most 253 characters, lowercase letters, digits, '-' and '.')", quote(s.Name))
 	}
 	if s.Key == "" {
 		v.probs.addf(at.field("key"), "required")
-	} else if msgs := validation.IsConfigMapKey(s.Key); len(msgs) > 0 {
-		v.probs.addf(at.field("key"), "%q: not a Secret key: %s", s.Key, strings.Join(msgs, "; "))
+	} else if len(s.Key) > validation.DNS1123SubdomainMaxLength || len(validation.IsConfigMapKey(s.Key)) > 0 {
+		v.probs.addf(at.field("key"), "%s: not a Secret key (at most 253 characters: letters, digits, '-', '_' and '.')", quote(s.Key))
 	}
 	return &SecretRef{Name: s.Name, Key: s.Key}
 }
@@ -180,7 +213,7 @@ func (v *validator) unicast(at, s string) netip.Addr {
 	a, err := parseAddr(s)
 	switch {
 	case err != nil:
-		v.probs.add(at, err)
+		v.probs.addf(at, "%s: %w", quote(s), err)
 	case a.IsUnspecified() || a.IsMulticast() || a == broadcast4:
 		v.probs.addf(at, "%s: not a unicast address", a)
 	default:
@@ -189,52 +222,83 @@ func (v *validator) unicast(at, s string) netip.Addr {
 	return netip.Addr{}
 }
 
-func (v *validator) asn(at string, n *int64) uint32 {
-	if n == nil {
-		v.probs.addf(at, "required")
-		return 0
-	}
-	asn, _ := v.integer(at, n, 0, 1, math.MaxUint32)
-	return uint32(asn)
+// reservedASNs are the AS numbers no BGP speaker may use, and why.
+var reservedASNs = map[int64]string{
+	0:          "AS 0 is reserved (RFC 7607)",
+	23456:      "AS 23456 is AS_TRANS, which stands in for 4-byte AS numbers towards old speakers (RFC 6793)",
+	65535:      "AS 65535 is reserved (RFC 7300)",
+	4294967295: "AS 4294967295 is reserved (RFC 7300)",
 }
 
-// timers reads a peer's hold and keepalive times.
+// asn reads a required AS number and reports whether it is usable.
+func (v *validator) asn(at string, n *int64) (uint32, bool) {
+	if n == nil {
+		v.probs.addf(at, "required")
+		return 0, false
+	}
+	if why, ok := reservedASNs[*n]; ok {
+		v.probs.addf(at, "%d: %s; use your network's AS number", *n, why)
+		return 0, false
+	}
+	asn, ok := v.integer(at, n, 0, 1, math.MaxUint32-1)
+	return uint32(asn), ok
+}
+
+// timers reads a peer's hold and keepalive times. BGP carries both in
+// whole seconds; the default keepalive is a third of the hold time,
+// rounded down to whole seconds and at least 1s.
 func (v *validator) timers(at place, rp rawPeer) (hold, keepalive time.Duration) {
 	hf, kf := at.field("holdTime"), at.field("keepaliveTime")
 	hold, holdOK := v.duration(hf, rp.HoldTime, DefaultHoldTime)
 	if holdOK && hold != 0 {
 		switch {
 		case hold < minHoldTime || hold > maxHoldTime:
-			v.probs.addf(hf, "%s: must be 0 or %s-%s", hold, minHoldTime, maxHoldTime)
+			v.probs.addf(hf, "%s: must be 0 or %s", quote(*rp.HoldTime), between(minHoldTime, maxHoldTime))
 			holdOK = false
 		case hold%time.Second != 0:
-			v.probs.addf(hf, "%s: must be whole seconds (BGP carries seconds)", hold)
+			v.probs.addf(hf, "%s: must be whole seconds (BGP carries seconds)", quote(*rp.HoldTime))
 			holdOK = false
 		}
 	}
 	if rp.KeepaliveTime == nil {
-		return hold, hold / 3
+		return hold, defaultKeepalive(hold)
 	}
 	keepalive, ok := v.duration(kf, rp.KeepaliveTime, 0)
+	text := quote(*rp.KeepaliveTime)
 	switch {
-	case !ok || !holdOK:
+	case !ok:
+	case keepalive%time.Second != 0:
+		v.probs.addf(kf, "%s: must be whole seconds (BGP carries seconds)", text)
+	case !holdOK:
 	case hold == 0 && keepalive != 0:
-		v.probs.addf(kf, "%s: must be 0 when holdTime is 0 (no keepalives without a hold timer)", keepalive)
+		v.probs.addf(kf, "%s: must be 0 when holdTime is 0 (no keepalives without a hold timer)", text)
 	case hold != 0 && (keepalive == 0 || keepalive >= hold):
-		v.probs.addf(kf, "%s: must be more than 0 and less than holdTime %s", keepalive, hold)
+		v.probs.addf(kf, "%s: must be more than 0 and less than holdTime (%s)", text, short(hold))
 	}
 	return hold, keepalive
 }
 
-func (v *validator) bgpAdvertisements(raw []rawBGPAdvertisement, pools poolSet, peers names, communities map[string]communityDef, cfg *Config) {
+// defaultKeepalive is a third of the hold time in whole seconds, at least
+// 1s; 0 when the hold time is 0 (no keepalives).
+func defaultKeepalive(hold time.Duration) time.Duration {
+	if hold == 0 {
+		return 0
+	}
+	return max(hold/3/time.Second*time.Second, time.Second)
+}
+
+func (v *validator) bgpAdvertisements(raw []rawBGPAdvertisement, pools poolSet, peers peerSet, communities map[string]communityDef, cfg *Config) {
 	used := names{}
 	for _, ra := range raw {
+		if v.probs.full() {
+			return
+		}
 		at := ra.at
 		v.name(at, ra.Name, used)
 		a := BGPAdvertisement{
 			Name:         ra.Name,
 			Pools:        v.refs(at, "pools", ra.Pools, pools.names, "pools"),
-			Peers:        v.refs(at, "peers", ra.Peers, peers, "bgpPeers"),
+			Peers:        v.refs(at, "peers", ra.Peers, peers.names, "bgpPeers"),
 			NodeSelector: v.selector(at.sub("nodeSelector"), ra.NodeSelector),
 		}
 		lengths := [2]struct {
@@ -250,12 +314,18 @@ func (v *validator) bgpAdvertisements(raw []rawBGPAdvertisement, pools poolSet, 
 			n, ok := v.integer(at.field(l.field), l.raw, l.bits, 0, l.bits)
 			*l.out = int(n)
 			if ok {
-				v.aggregation(at.field(l.field), f, int(n), ra.Pools, pools)
+				v.aggregation(at.field(l.field), f, int(n), a.Pools, pools)
 			}
 		}
 		pref, _ := v.integer(at.field("localPref"), ra.LocalPref, 0, 0, math.MaxUint32)
 		a.LocalPref = uint32(pref)
+		if pref != 0 && allEBGP(a.Peers, peers) {
+			v.probs.warn(at.field("localPref"), "%d is sent to no peer: LOCAL_PREF goes only to iBGP peers (asn equal to myASN), and every peer of this advertisement is eBGP", pref)
+		}
 		for i, s := range ra.Communities {
+			if v.probs.full() {
+				break
+			}
 			if c, ok := v.community(at.item("communities", i), s, communities); ok {
 				a.Communities = append(a.Communities, c)
 			}
@@ -266,26 +336,37 @@ func (v *validator) bgpAdvertisements(raw []rawBGPAdvertisement, pools poolSet, 
 	}
 }
 
+// allEBGP reports whether every peer of an advertisement, the listed ones
+// or all when none is listed, is known to be eBGP; false when there is none.
+func allEBGP(listed []string, peers peerSet) bool {
+	if len(listed) == 0 {
+		return len(peers.ibgp) > 0 && !peers.anyIBGP
+	}
+	for _, name := range listed {
+		if ibgp, known := peers.ibgp[name]; !known || ibgp {
+			return false
+		}
+	}
+	return true
+}
+
 // aggregation checks that aggregating to length n never covers an address
 // outside any pool advertised (the listed ones, or all when none is listed):
-// every range of the family must be made of whole /n blocks.
+// every range of the family must be made of whole /n blocks. Each pool is
+// scanned at most once per family and length, however many advertisements
+// list it.
 func (v *validator) aggregation(at string, f, n int, listed []string, pools poolSet) {
 	check := func(p *poolInfo) {
 		if p.minAgg[f] <= n {
 			return
 		}
-		for _, r := range p.ranges {
-			if family(r) != f || r.minAggregation() <= n {
-				continue
-			}
-			edge := r.From
-			if netip.PrefixFrom(edge, n).Masked().Addr() == edge {
-				edge = r.To
-			}
-			v.probs.addf(at, "%d does not fit pool %q: %s is not made of whole /%d blocks, so the aggregate %s would cover addresses outside the pool; use %d or more",
-				n, p.name, r, n, netip.PrefixFrom(edge, n).Masked(), p.minAgg[f])
-			return
+		r := v.unfit(p, f, n)
+		edge := r.From
+		if netip.PrefixFrom(edge, n).Masked().Addr() == edge {
+			edge = r.To
 		}
+		v.probs.addf(at, "%d does not fit pool %s: %s is not made of whole /%d blocks, so the aggregate %s would cover addresses outside the pool; use %d or more",
+			n, quote(p.name), r, n, netip.PrefixFrom(edge, n).Masked(), p.minAgg[f])
 	}
 	if len(listed) == 0 {
 		// byAgg is sorted longest first: stop at the first pool that fits.
@@ -298,10 +379,39 @@ func (v *validator) aggregation(at string, f, n int, listed []string, pools pool
 		return
 	}
 	for _, name := range listed {
+		if v.probs.full() {
+			return
+		}
 		if p, ok := pools.byName[name]; ok {
 			check(p)
 		}
 	}
+}
+
+// unfit returns the first range of family f of pool p that is not made of
+// whole /n blocks; there is one, since p.minAgg[f] > n.
+func (v *validator) unfit(p *poolInfo, f, n int) Range {
+	k := unfitKey{p, f, n}
+	if r, ok := v.unfitMemo[k]; ok {
+		return r
+	}
+	var found Range
+	for _, r := range p.ranges {
+		if family(r) == f && r.minAggregation() > n {
+			found = r
+			break
+		}
+	}
+	if v.unfitMemo == nil {
+		v.unfitMemo = map[unfitKey]Range{}
+	}
+	v.unfitMemo[k] = found
+	return found
+}
+
+type unfitKey struct {
+	pool *poolInfo
+	f, n int
 }
 
 // community resolves a community literal or a defined name.
@@ -316,7 +426,7 @@ func (v *validator) community(at, s string, defs map[string]communityDef) (Commu
 	}
 	def, ok := defs[s]
 	if !ok {
-		v.probs.addf(at, "%q is not defined in communities, nor of the form a:b or large:a:b:c", s)
+		v.probs.addf(at, "%s is not defined in communities, nor of the form a:b or large:a:b:c", quote(s))
 	}
 	return def.value, def.ok
 }

@@ -2,29 +2,36 @@ package config
 
 import (
 	"cmp"
-	"fmt"
 	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"unicode"
-
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // poolInfo is what validation keeps of a pool to check other sections against it.
 type poolInfo struct {
 	name    string
-	entries []poolEntry // the addresses that parsed, as written
-	ranges  []Range     // merged
+	at      place
+	entries []*poolEntry // the addresses that parsed, as written
+	index   entryIndex   // entries, to find the one holding an address
+	ranges  []Range      // merged
 	// minAgg is, per family (IPv4, IPv6), the shortest aggregation length
 	// that fits every range of the pool; -1 when it has none of the family.
 	minAgg [2]int
 }
 
+// poolEntry is one address, CIDR or range of a pool, as written.
 type poolEntry struct {
-	at, text string
-	r        Range
+	text string
+	r    Range
+	pool *poolInfo
+	i    int // its index in the pool's addresses
 }
+
+// at names the entry's place; it is only needed for messages, so it is
+// not built for every entry up front.
+func (e *poolEntry) at() string { return e.pool.at.item("addresses", e.i) }
 
 type poolSet struct {
 	list   []*poolInfo
@@ -32,34 +39,37 @@ type poolSet struct {
 	names  names
 	// byAgg lists, per family, the pools by minAgg, longest first.
 	byAgg [2][]*poolInfo
+	// entries indexes the entries of every pool.
+	entries entryIndex
 }
 
 // pools checks the pools, merging each one's ranges, and returns what the
 // other sections are checked against.
 func (v *validator) pools(raw []rawPool, cfg *Config) poolSet {
 	set := poolSet{byName: map[string]*poolInfo{}, names: names{}}
+	var all []*poolEntry
 	for _, rp := range raw {
 		at := rp.at
 		v.name(at, rp.Name, set.names)
-		info := &poolInfo{name: rp.Name, minAgg: [2]int{-1, -1}}
+		info := &poolInfo{name: rp.Name, at: at, minAgg: [2]int{-1, -1}}
 		if len(rp.Addresses) == 0 {
 			v.probs.addf(at.field("addresses"), "required: at least one address, CIDR or range")
 		}
-		var rs []Range
+		rs := make([]Range, 0, len(rp.Addresses))
 		for i, s := range rp.Addresses {
-			r, err := ParseRange(s)
+			r, err := parseRange(s)
 			if err == nil {
-				if err = checkUsable(r); err != nil {
-					err = fmt.Errorf("%q: %w", s, err)
-				}
+				err = checkUsable(r)
 			}
 			if err != nil {
-				v.probs.add(at.item("addresses", i), err)
+				v.probs.addf(at.item("addresses", i), "%s: %w", quote(s), err)
 				continue
 			}
-			info.entries = append(info.entries, poolEntry{at: at.item("addresses", i), text: s, r: r})
+			info.entries = append(info.entries, &poolEntry{text: s, r: r, pool: info, i: i})
 			rs = append(rs, r)
 		}
+		info.index = newEntryIndex(info.entries)
+		all = append(all, info.entries...)
 		info.ranges = mergeRanges(rs)
 		for _, r := range info.ranges {
 			f := family(r)
@@ -85,6 +95,7 @@ func (v *validator) pools(raw []rawPool, cfg *Config) poolSet {
 	for f := range set.byAgg {
 		slices.SortStableFunc(set.byAgg[f], func(a, b *poolInfo) int { return cmp.Compare(b.minAgg[f], a.minAgg[f]) })
 	}
+	set.entries = newEntryIndex(all)
 	return set
 }
 
@@ -110,13 +121,17 @@ func (v *validator) allocation(at place, ra *rawAllocation) *Allocation {
 	}
 	seen := map[string]bool{}
 	for i, ns := range ra.Namespaces {
-		switch {
-		case len(validation.IsDNS1123Label(ns)) > 0:
-			v.probs.addf(at.item("namespaces", i), "%q: %w", ns, errNotLabel)
-		case seen[ns]:
-			v.probs.addf(at.item("namespaces", i), "%q listed twice", ns)
+		if v.probs.full() {
+			break
 		}
-		seen[ns] = true
+		switch {
+		case !isLabel(ns):
+			v.probs.addf(at.item("namespaces", i), "%s: %w", quote(ns), errNotLabel)
+		case seen[ns]:
+			v.probs.addf(at.item("namespaces", i), "%s listed twice", quote(ns))
+		default:
+			seen[ns] = true
+		}
 	}
 	if len(ra.Namespaces) > 0 {
 		a.Namespaces = slices.Compact(slices.Sorted(slices.Values(ra.Namespaces)))
@@ -126,13 +141,18 @@ func (v *validator) allocation(at place, ra *rawAllocation) *Allocation {
 
 // overlaps reports every pool range that shares addresses with another
 // pool's. Ranges are merged within each pool, so any overlap found while
-// sweeping the sorted ranges of all pools is between two pools.
+// sweeping the sorted ranges of all pools is between two pools. It takes
+// O(n log n) time for n ranges, and stops at the problem cap.
 func (v *validator) overlaps(pools []*poolInfo) {
 	type span struct {
 		r    Range
 		pool *poolInfo
 	}
-	var all []span
+	n := 0
+	for _, p := range pools {
+		n += len(p.ranges)
+	}
+	all := make([]span, 0, n)
 	for _, p := range pools {
 		for _, r := range p.ranges {
 			all = append(all, span{r, p})
@@ -141,9 +161,15 @@ func (v *validator) overlaps(pools []*poolInfo) {
 	slices.SortFunc(all, func(a, b span) int { return a.r.From.Compare(b.r.From) })
 	var reach *span // the span reaching furthest so far
 	for i := range all {
+		if v.probs.full() {
+			return
+		}
 		s := &all[i]
 		if reach != nil && s.r.overlaps(reach.r) {
-			v.overlap(s.pool, reach.pool, reach.r)
+			// s starts inside reach: its first address is in both pools.
+			e, o := s.pool.index.find(s.r.From), reach.pool.index.find(s.r.From)
+			v.probs.addf(e.at(), "%s overlaps %s of pool %s (%s): an address belongs to one pool only",
+				quote(e.text), quote(o.text), quote(reach.pool.name), o.at())
 		}
 		if reach == nil || s.r.To.Compare(reach.r.To) > 0 {
 			reach = s
@@ -151,19 +177,41 @@ func (v *validator) overlaps(pools []*poolInfo) {
 	}
 }
 
-// overlap reports pool p's first entry that overlaps range r of pool other.
-func (v *validator) overlap(p, other *poolInfo, r Range) {
-	for _, e := range p.entries {
-		if !e.r.overlaps(r) {
-			continue
-		}
-		for _, o := range other.entries {
-			if o.r.overlaps(e.r) {
-				v.probs.addf(e.at, "%q overlaps %q of pool %q (%s): an address belongs to one pool only", e.text, o.text, other.name, o.at)
-				return
-			}
+// entryIndex finds the pool entry that holds an address in O(log n) time,
+// after sorting the entries once. Entries of one pool may overlap, so it
+// keeps, for each entry in order, the one reaching furthest up to it.
+type entryIndex struct {
+	entries []*poolEntry // sorted by first address
+	reach   []int32      // reach[i]: index of the entry of entries[:i+1] whose last address is highest
+}
+
+func newEntryIndex(entries []*poolEntry) entryIndex {
+	x := entryIndex{entries: slices.Clone(entries), reach: make([]int32, len(entries))}
+	slices.SortFunc(x.entries, func(a, b *poolEntry) int { return a.r.From.Compare(b.r.From) })
+	for i, e := range x.entries {
+		x.reach[i] = int32(i)
+		if i > 0 && x.entries[x.reach[i-1]].r.To.Compare(e.r.To) > 0 {
+			x.reach[i] = x.reach[i-1]
 		}
 	}
+	return x
+}
+
+// find returns an entry holding a, or nil.
+func (x entryIndex) find(a netip.Addr) *poolEntry {
+	i, _ := slices.BinarySearchFunc(x.entries, a, func(e *poolEntry, a netip.Addr) int {
+		if e.r.From.Compare(a) <= 0 {
+			return -1
+		}
+		return 1
+	})
+	if i == 0 {
+		return nil
+	}
+	if e := x.entries[x.reach[i-1]]; e.r.Contains(a) {
+		return e
+	}
+	return nil
 }
 
 func (v *validator) l2Advertisements(raw []rawL2Advertisement, pools poolSet, cfg *Config) {
@@ -173,13 +221,17 @@ func (v *validator) l2Advertisements(raw []rawL2Advertisement, pools poolSet, cf
 		v.name(at, ra.Name, used)
 		seen := map[string]bool{}
 		for i, ifi := range ra.Interfaces {
+			if v.probs.full() {
+				break
+			}
 			switch {
 			case !validInterface(ifi):
-				v.probs.addf(at.item("interfaces", i), "%q: not an interface name (1-15 characters, no '/', ':' or spaces)", ifi)
+				v.probs.addf(at.item("interfaces", i), "%s: not an interface name (1-15 characters, no '/', ':' or spaces)", quote(ifi))
 			case seen[ifi]:
-				v.probs.addf(at.item("interfaces", i), "%q listed twice", ifi)
+				v.probs.addf(at.item("interfaces", i), "%s listed twice", quote(ifi))
+			default:
+				seen[ifi] = true
 			}
-			seen[ifi] = true
 		}
 		var ifis []string
 		if len(ra.Interfaces) > 0 {
