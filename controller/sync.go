@@ -287,6 +287,9 @@ func (c *Controller) release(owner ipam.Owner) {
 	if _, ok := c.held[string(owner)]; ok {
 		delete(c.held, string(owner))
 		c.metrics.heldServices.Set(float64(len(c.held)))
+		if len(c.held) == 0 {
+			go c.configChanged() // nothing is held any more: the document is accepted
+		}
 	}
 	c.mu.Unlock()
 	if alloc == nil {

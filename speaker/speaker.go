@@ -288,7 +288,7 @@ func (s *Speaker) loadConfig() config.State {
 		}
 		s.log.Error("configuration not loaded", zap.Error(st.Err), zap.String("inForce", st.Hash))
 		if user != nil {
-			s.recorder.Eventf(user, corev1.EventTypeWarning, "InvalidConfig", "node %s: %v; %s", s.opts.Node, st.Err, instead)
+			s.recorder.Eventf(user, corev1.EventTypeWarning, "InvalidConfig", "speaker on node %s: %v; %s", s.opts.Node, st.Err, instead)
 		}
 	}
 	return st
