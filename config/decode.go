@@ -93,52 +93,32 @@ func yamlError(err error) error {
 }
 
 // countValues counts the values written in b, stopping past limit: its
-// words, split at white space and the flow indicators ",[]{}" outside
-// quotes and comments, plus each opening bracket. A key and its value are
-// two words, as they are two YAML values. It runs before the YAML parser,
-// so that a document of a million one-character values is refused before
-// the parser spends a second and a hundred MB on it.
+// words, split at white space and the flow indicators ",[]{}", plus each
+// opening bracket. It runs before the YAML parser, so that a document of a
+// million one-character values is refused before the parser spends a
+// second and a hundred MB on it. It reads quotes and comments as words on
+// purpose: skipping them would need YAML's rules for where a quote or a
+// comment starts, and any mistake there would let a crafted document hide
+// its values; counted this way, every YAML value needs a word or bracket
+// of its own, but for nulls (a key without a value: at most three values
+// a word).
 func countValues(b []byte, limit int) int {
 	n, word := 0, false
 	for i := 0; i < len(b) && n <= limit; i++ {
-		switch c := b[i]; {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == ']' || c == '}':
+		switch b[i] {
+		case ' ', '\t', '\n', '\r', ',', ']', '}':
 			word = false
-		case c == '[' || c == '{':
+		case '[', '{':
 			n++
 			word = false
-		case word:
-		case c == '#':
-			for i < len(b) && b[i] != '\n' {
-				i++
-			}
-		case c == '"' || c == '\'':
-			n++
-			i = endOfQuoted(b, i)
 		default:
-			n++
-			word = true
+			if !word {
+				n++
+				word = true
+			}
 		}
 	}
 	return n
-}
-
-// endOfQuoted returns the index of the quote closing the quoted scalar that
-// opens at b[i]: in double quotes a backslash escapes the next byte, in
-// single quotes a quote is written twice.
-func endOfQuoted(b []byte, i int) int {
-	q := b[i]
-	for i++; i < len(b); i++ {
-		switch {
-		case q == '"' && b[i] == '\\':
-			i++
-		case b[i] == q && q == '\'' && i+1 < len(b) && b[i+1] == '\'':
-			i++
-		case b[i] == q:
-			return i
-		}
-	}
-	return i
 }
 
 // decoder fills raw document structs from a YAML node tree by their yaml
@@ -148,6 +128,7 @@ type decoder struct {
 	probs *problems
 	// values and text are what is left of maxValues and maxText.
 	values, text int
+	fields       map[reflect.Type]map[string]int // see fieldsOf
 }
 
 func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
@@ -232,7 +213,7 @@ func (d *decoder) object(path, at string, n *yaml.Node, v reflect.Value) {
 		d.probs.undecodable(at, fmt.Errorf("want a mapping, got %s", describe(n)))
 		return
 	}
-	fields := fieldsOf(v.Type())
+	fields := d.fieldsOf(v.Type())
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, ok := d.key(path, at, n.Content[i])
@@ -294,14 +275,22 @@ func (d *decoder) key(path, at string, k *yaml.Node) (string, bool) {
 	return k.Value, d.spend(len(k.Value))
 }
 
-// fieldsOf maps the yaml tags of struct type t to field indexes.
-func fieldsOf(t reflect.Type) map[string]int {
+// fieldsOf maps the yaml tags of struct type t to field indexes, once
+// per type: a document may hold thousands of objects of one type.
+func (d *decoder) fieldsOf(t reflect.Type) map[string]int {
+	if m, ok := d.fields[t]; ok {
+		return m
+	}
 	m := make(map[string]int, t.NumField())
 	for i := range t.NumField() {
 		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" {
 			m[name] = i
 		}
 	}
+	if d.fields == nil {
+		d.fields = map[reflect.Type]map[string]int{}
+	}
+	d.fields[t] = m
 	return m
 }
 

@@ -78,7 +78,7 @@ func FuzzParseRange(f *testing.F) {
 			if len(s) <= 40 && !strings.HasPrefix(msg, strconv.Quote(s)+": ") {
 				t.Errorf("error %q does not start with the input", err)
 			}
-			if len(msg) > maxLine || goNames.MatchString(msg) {
+			if len(msg) > maxLine || goName(msg) != "" {
 				t.Errorf("error %q is long or names Go code", msg)
 			}
 			return

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -21,7 +20,8 @@ import (
 // which addresses Herald may hand out. Zones and IPv4-mapped IPv6 addresses
 // are rejected where written (a prefix such as ::/80 still spans the mapped
 // block; Parse refuses that in a pool); both ends of a range are of one
-// family and in order.
+// family and in order. A hostname is refused as such. An error starts with
+// s, quoted and cut to 40 characters.
 func ParseRange(s string) (Range, error) {
 	r, err := parseRange(s)
 	if err != nil {
@@ -200,15 +200,12 @@ func (r Range) minAggregation() int {
 	return n - host
 }
 
-// mergeRanges sorts rs and joins ranges that overlap or touch.
-func mergeRanges(rs []Range) []Range {
+// joinSorted joins, in place, the ranges of rs (sorted by From) that
+// overlap or touch.
+func joinSorted(rs []Range) []Range {
 	if len(rs) == 0 {
 		return nil
 	}
-	rs = slices.Clone(rs)
-	slices.SortFunc(rs, func(a, b Range) int {
-		return cmp.Or(a.From.Compare(b.From), a.To.Compare(b.To))
-	})
 	out := rs[:1]
 	for _, r := range rs[1:] {
 		last := &out[len(out)-1]
@@ -253,7 +250,7 @@ func checkUsable(r Range) error {
 		return errors.New("wider than a /32; Herald refuses IPv6 pools this large")
 	}
 	for _, b := range reserved {
-		if r.overlaps(b.r) {
+		if b.r.Is4() == r.Is4() && r.overlaps(b.r) {
 			return fmt.Errorf("includes %s", b.what)
 		}
 	}
@@ -313,6 +310,10 @@ func (u u128) sub(v u128) u128 {
 func (u u128) addOne() u128 {
 	lo, carry := bits.Add64(u.lo, 1, 0)
 	return u128{u.hi + carry, lo}
+}
+
+func (u u128) compare(v u128) int {
+	return cmp.Or(cmp.Compare(u.hi, v.hi), cmp.Compare(u.lo, v.lo))
 }
 
 func (u u128) and(v u128) u128 { return u128{u.hi & v.hi, u.lo & v.lo} }

@@ -99,6 +99,20 @@ func (v *validator) peers(raw []rawPeer, bfdProfiles names, pools poolSet, cfg *
 		port uint16
 	}
 	endpoints := map[endpoint]string{}
+	var holders *entryIndex // built for the first peer that has an address
+	outsidePools := func(at string, a netip.Addr) {
+		if !a.IsValid() || len(pools.entries) == 0 {
+			return
+		}
+		if holders == nil {
+			x := newEntryIndex(pools.entries)
+			holders = &x
+		}
+		if e := holders.find(a); e != nil {
+			v.probs.addf(e.at(), "%s holds %s (%s); a pool must not hold a BGP peer's address, sourceAddress or routerID",
+				quote(e.text), at, a)
+		}
+	}
 	for _, rp := range raw {
 		if v.probs.full() {
 			break
@@ -134,9 +148,9 @@ func (v *validator) peers(raw []rawPeer, bfdProfiles names, pools poolSet, cfg *
 				v.probs.addf(at.field("sourceAddress"), "%s is not of the family of address %s", p.SourceAddress, p.Address)
 			}
 		}
-		v.outsidePools(pools, at.field("address"), p.Address)
-		v.outsidePools(pools, at.field("sourceAddress"), p.SourceAddress)
-		v.outsidePools(pools, at.field("routerID"), p.RouterID)
+		outsidePools(at.field("address"), p.Address)
+		outsidePools(at.field("sourceAddress"), p.SourceAddress)
+		outsidePools(at.field("routerID"), p.RouterID)
 		p.HoldTime, p.KeepaliveTime = v.timers(at, rp)
 		if d, ok := v.duration(at.field("connectTime"), rp.ConnectTime, DefaultConnectTime); ok && d == 0 {
 			v.probs.addf(at.field("connectTime"), "must be more than 0")
@@ -163,17 +177,6 @@ func (v *validator) peers(raw []rawPeer, bfdProfiles names, pools poolSet, cfg *
 		cfg.BGPPeers = append(cfg.BGPPeers, p)
 	}
 	return set
-}
-
-// outsidePools reports the pool entry holding a, the peer field at.
-func (v *validator) outsidePools(pools poolSet, at string, a netip.Addr) {
-	if !a.IsValid() {
-		return
-	}
-	if e := pools.entries.find(a); e != nil {
-		v.probs.addf(e.at(), "%s holds %s (%s); a pool must not hold a BGP peer's address, sourceAddress or routerID",
-			quote(e.text), at, a)
-	}
 }
 
 // routerID reads a BGP identifier: RFC 4271 makes it a non-zero 32-bit

@@ -39,15 +39,14 @@ type poolSet struct {
 	names  names
 	// byAgg lists, per family, the pools by minAgg, longest first.
 	byAgg [2][]*poolInfo
-	// entries indexes the entries of every pool.
-	entries entryIndex
+	// entries are those of every pool, for an index built when needed.
+	entries []*poolEntry
 }
 
 // pools checks the pools, merging each one's ranges, and returns what the
 // other sections are checked against.
 func (v *validator) pools(raw []rawPool, cfg *Config) poolSet {
 	set := poolSet{byName: map[string]*poolInfo{}, names: names{}}
-	var all []*poolEntry
 	for _, rp := range raw {
 		at := rp.at
 		v.name(at, rp.Name, set.names)
@@ -55,7 +54,7 @@ func (v *validator) pools(raw []rawPool, cfg *Config) poolSet {
 		if len(rp.Addresses) == 0 {
 			v.probs.addf(at.field("addresses"), "required: at least one address, CIDR or range")
 		}
-		rs := make([]Range, 0, len(rp.Addresses))
+		info.entries = make([]*poolEntry, 0, len(rp.Addresses))
 		for i, s := range rp.Addresses {
 			r, err := parseRange(s)
 			if err == nil {
@@ -66,11 +65,11 @@ func (v *validator) pools(raw []rawPool, cfg *Config) poolSet {
 				continue
 			}
 			info.entries = append(info.entries, &poolEntry{text: s, r: r, pool: info, i: i})
-			rs = append(rs, r)
 		}
+		// One sort serves both the index and the merge.
 		info.index = newEntryIndex(info.entries)
-		all = append(all, info.entries...)
-		info.ranges = mergeRanges(rs)
+		info.ranges = joinSorted(info.index.sorted())
+		set.entries = append(set.entries, info.entries...)
 		for _, r := range info.ranges {
 			f := family(r)
 			info.minAgg[f] = max(info.minAgg[f], r.minAggregation())
@@ -95,7 +94,6 @@ func (v *validator) pools(raw []rawPool, cfg *Config) poolSet {
 	for f := range set.byAgg {
 		slices.SortStableFunc(set.byAgg[f], func(a, b *poolInfo) int { return cmp.Compare(b.minAgg[f], a.minAgg[f]) })
 	}
-	set.entries = newEntryIndex(all)
 	return set
 }
 
@@ -144,72 +142,122 @@ func (v *validator) allocation(at place, ra *rawAllocation) *Allocation {
 // sweeping the sorted ranges of all pools is between two pools. It takes
 // O(n log n) time for n ranges, and stops at the problem cap.
 func (v *validator) overlaps(pools []*poolInfo) {
+	// Spans hold no pointers, so sorting them is cheap for the collector.
 	type span struct {
-		r    Range
-		pool *poolInfo
+		v6       bool
+		from, to u128
+		pool, r  int32 // the range: pools[pool].ranges[r]
 	}
 	n := 0
 	for _, p := range pools {
 		n += len(p.ranges)
 	}
 	all := make([]span, 0, n)
-	for _, p := range pools {
-		for _, r := range p.ranges {
-			all = append(all, span{r, p})
+	for i, p := range pools {
+		for j, r := range p.ranges {
+			all = append(all, span{!r.Is4(), toU128(r.From), toU128(r.To), int32(i), int32(j)})
 		}
 	}
-	slices.SortFunc(all, func(a, b span) int { return a.r.From.Compare(b.r.From) })
-	var reach *span // the span reaching furthest so far
+	slices.SortFunc(all, func(a, b span) int {
+		if a.v6 != b.v6 {
+			return cmp.Compare(b4(a.v6), b4(b.v6))
+		}
+		return a.from.compare(b.from)
+	})
+	var reach *span // the span of this family reaching furthest so far
 	for i := range all {
 		if v.probs.full() {
 			return
 		}
 		s := &all[i]
-		if reach != nil && s.r.overlaps(reach.r) {
+		if reach != nil && reach.v6 == s.v6 && s.from.compare(reach.to) <= 0 {
 			// s starts inside reach: its first address is in both pools.
-			e, o := s.pool.index.find(s.r.From), reach.pool.index.find(s.r.From)
+			p, other := pools[s.pool], pools[reach.pool]
+			a := p.ranges[s.r].From
+			e, o := p.index.find(a), other.index.find(a)
 			v.probs.addf(e.at(), "%s overlaps %s of pool %s (%s): an address belongs to one pool only",
-				quote(e.text), quote(o.text), quote(reach.pool.name), o.at())
+				quote(e.text), quote(o.text), quote(other.name), o.at())
 		}
-		if reach == nil || s.r.To.Compare(reach.r.To) > 0 {
+		if reach == nil || reach.v6 != s.v6 || s.to.compare(reach.to) > 0 {
 			reach = s
 		}
 	}
+}
+
+// b4 orders families as netip does: IPv4 first.
+func b4(v6 bool) int {
+	if v6 {
+		return 1
+	}
+	return 0
 }
 
 // entryIndex finds the pool entry that holds an address in O(log n) time,
 // after sorting the entries once. Entries of one pool may overlap, so it
 // keeps, for each entry in order, the one reaching furthest up to it.
 type entryIndex struct {
-	entries []*poolEntry // sorted by first address
-	reach   []int32      // reach[i]: index of the entry of entries[:i+1] whose last address is highest
+	entries []*poolEntry // as given
+	order   []entryKey   // sorted by first address
+	reach   []int32      // reach[k]: the position in order[:k+1] of the entry whose last address is highest
+}
+
+// entryKey is an entry as numbers: sorting keys moves no pointers.
+type entryKey struct {
+	v6       bool
+	from, to u128
+	i        int32 // in entries
+}
+
+func keyOf(a netip.Addr) (bool, u128) { return !a.Is4(), toU128(a) }
+
+// compareAddr orders (family, address) pairs as netip does: IPv4 first.
+func compareAddr(av6 bool, a u128, bv6 bool, b u128) int {
+	if av6 != bv6 {
+		return cmp.Compare(b4(av6), b4(bv6))
+	}
+	return a.compare(b)
 }
 
 func newEntryIndex(entries []*poolEntry) entryIndex {
-	x := entryIndex{entries: slices.Clone(entries), reach: make([]int32, len(entries))}
-	slices.SortFunc(x.entries, func(a, b *poolEntry) int { return a.r.From.Compare(b.r.From) })
-	for i, e := range x.entries {
-		x.reach[i] = int32(i)
-		if i > 0 && x.entries[x.reach[i-1]].r.To.Compare(e.r.To) > 0 {
-			x.reach[i] = x.reach[i-1]
+	x := entryIndex{entries: entries, order: make([]entryKey, len(entries)), reach: make([]int32, len(entries))}
+	for i, e := range entries {
+		v6, from := keyOf(e.r.From)
+		x.order[i] = entryKey{v6: v6, from: from, to: toU128(e.r.To), i: int32(i)}
+	}
+	slices.SortFunc(x.order, func(a, b entryKey) int { return compareAddr(a.v6, a.from, b.v6, b.from) })
+	for k, e := range x.order {
+		x.reach[k] = int32(k)
+		if r := x.order[x.reach[max(k-1, 0)]]; k > 0 && compareAddr(r.v6, r.to, e.v6, e.to) > 0 {
+			x.reach[k] = x.reach[k-1]
 		}
 	}
 	return x
 }
 
+// sorted returns the entries' ranges in order of their first address.
+func (x entryIndex) sorted() []Range {
+	rs := make([]Range, len(x.order))
+	for k, e := range x.order {
+		rs[k] = x.entries[e.i].r
+	}
+	return rs
+}
+
 // find returns an entry holding a, or nil.
 func (x entryIndex) find(a netip.Addr) *poolEntry {
-	i, _ := slices.BinarySearchFunc(x.entries, a, func(e *poolEntry, a netip.Addr) int {
-		if e.r.From.Compare(a) <= 0 {
+	v6, u := keyOf(a)
+	// k: the number of entries starting at or before a.
+	k, _ := slices.BinarySearchFunc(x.order, a, func(e entryKey, _ netip.Addr) int {
+		if compareAddr(e.v6, e.from, v6, u) <= 0 {
 			return -1
 		}
 		return 1
 	})
-	if i == 0 {
+	if k == 0 {
 		return nil
 	}
-	if e := x.entries[x.reach[i-1]]; e.r.Contains(a) {
-		return e
+	if e := x.order[x.reach[k-1]]; e.v6 == v6 && e.to.compare(u) >= 0 {
+		return x.entries[e.i]
 	}
 	return nil
 }

@@ -48,6 +48,7 @@ func Shapes() []Shape {
 		{Name: "many-problems", Doc: manyProblems},
 		{Name: "values-at-the-limit", Doc: valuesAtTheLimit},
 		{Name: "values-past-the-limit", Doc: valuesPastTheLimit},
+		{Name: "nulls-at-the-limit", Doc: nullsAtTheLimit},
 		{Name: "one-long-scalar", Doc: oneLongScalar},
 		{Name: "deep-nesting", Doc: deepNesting},
 		{Name: "metallb-many-advertisements", MetalLB: true, Doc: metalLBManyAdvertisements},
@@ -90,9 +91,8 @@ func (d *doc) bytes() []byte {
 	return []byte(d.String())
 }
 
-// words counts the YAML values of s, which holds no quotes or comments:
-// its words split at white space and ",[]{}", and each "[" and "{". It
-// is simpler than the parser's count, and agrees with it on such text.
+// words counts the YAML values of s as the parser does before reading it:
+// its words split at white space and ",[]{}", and each "[" and "{".
 func words(s string) int {
 	n, word := 0, false
 	for _, c := range []byte(s) {
@@ -318,6 +318,17 @@ func valuesAtTheLimit() []byte {
 	d.add("x: [")
 	d.fill(1, func(int) string { return "0," })
 	d.add("]\n")
+	return d.bytes()
+}
+
+// nullsAtTheLimit is a mapping of keys without values: a word makes two
+// YAML values (the key and a null), the most values a word can make in
+// bulk.
+func nullsAtTheLimit() []byte {
+	var d doc
+	d.add("x: {")
+	d.fill(1, func(i int) string { return fmt.Sprintf("k%d,", i) })
+	d.add("}\n")
 	return d.bytes()
 }
 
