@@ -24,19 +24,19 @@ const (
 //
 // Defaults: autoAssign true; port 179; holdTime 90s; keepaliveTime a third
 // of holdTime in whole seconds, at least 1s (0 when holdTime is 0);
-// connectTime 5s; aggregationLength 32
-// and aggregationLengthV6 128; an absent selector selects everything; BFD
-// intervals 300ms and detectMultiplier 3. Addresses listed twice in one pool,
-// or overlapping there, are merged; an address in two pools is an error.
+// connectTime 5s; aggregationLength 32 and aggregationLengthV6 128; an
+// absent selector selects everything; BFD intervals 300ms and
+// detectMultiplier 3. Addresses listed twice in one pool, or overlapping
+// there, are merged; an address in two pools is an error.
 //
 // An empty document (nothing, only comments, or null) is an error: a
 // configuration is only replaced by one that says what it wants, and
 // "pools: []" says "no pools". Config.Warnings lists what is valid but
 // likely not meant (localPref towards eBGP peers only).
 //
-// Parse takes time linear in the size of b, up to MaxDocumentSize and 32768
-// values;
-// every message quotes at most 40 characters of what the user wrote.
+// Parse takes time linear in the size of b, and refuses a document of
+// more than MaxDocumentSize bytes or 32768 values; a message quotes at
+// most 40 characters of what the user wrote.
 func Parse(b []byte) (*Config, error) {
 	probs := newProblems()
 	var doc document
