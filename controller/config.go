@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
@@ -105,6 +106,12 @@ func (c *Controller) applyLocked(st config.State, user *corev1.ConfigMap) {
 		c.log.Info("configuration in force", zap.String("hash", st.Hash), zap.Int("pools", len(st.Config.Pools)))
 		if user != nil && st.Err == nil {
 			c.recorder.Eventf(user, corev1.EventTypeNormal, "ConfigLoaded", "configuration %s in force: %d pools", st.Hash, len(st.Config.Pools))
+		}
+		if w := st.Config.Warnings; len(w) > 0 {
+			c.log.Warn("configuration valid, with warnings", zap.String("hash", st.Hash), zap.Strings("warnings", w))
+			if user != nil && st.Err == nil {
+				c.recorder.Eventf(user, corev1.EventTypeWarning, "ConfigWarning", "configuration %s is valid, but: %s", st.Hash, strings.Join(w, "; "))
+			}
 		}
 	}
 	c.inForce = st
