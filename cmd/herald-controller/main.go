@@ -94,6 +94,18 @@ func run(log *zap.Logger, kubeconfig, namespace, configName, lbClass, metricsAdd
 		lead(ctx)
 		return nil
 	}
-	go func() { errc <- controller.RunAsLeader(ctx, kube, le, log.Named("leader"), lead) }()
-	return <-errc
+	led := make(chan error, 1)
+	go func() { led <- controller.RunAsLeader(ctx, kube, le, log.Named("leader"), lead) }()
+	select {
+	case err := <-led:
+		return err
+	case err := <-errc:
+		// Stopping (or a failed HTTP server): exit only once the workers have
+		// returned and the Lease is released, or a standby would overlap them.
+		stop()
+		if lerr := <-led; lerr != nil {
+			return lerr
+		}
+		return err
+	}
 }
