@@ -16,8 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -77,10 +75,8 @@ func run(log *zap.Logger, kubeconfig, namespace, configName, lbClass, metricsAdd
 	opts := controller.Options{Namespace: namespace, ConfigName: configName, LBClass: lbClass}
 	lead := func(ctx context.Context) {
 		all := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(controller.Trim))
-		own := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(namespace),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", configName).String()
-			}))
+		// Herald's namespace: the ConfigMap and the controller's record of it.
+		own := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(namespace))
 		c := controller.New(kube, all.Core().V1().Services(), all.Core().V1().Namespaces(), own.Core().V1().ConfigMaps(),
 			recorder, metrics, log.Named("controller"), opts)
 		ctrl.Store(c)
