@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -107,7 +108,7 @@ func TestLeaderHandOver(t *testing.T) {
 		len(writes), old.stoppedAt.Sub(old.ctxDoneAt).Round(time.Millisecond), handOver.Round(time.Millisecond))
 }
 
-// TestLeaderLostLease takes the Lease away from a leader: RunAsLeader must
+// TestLeaderLostLease takes the Lease away from a leader: Replica.Run must
 // report the loss and stop its workers, and the Lease must stay with its new
 // holder.
 func TestLeaderLostLease(t *testing.T) {
@@ -137,7 +138,7 @@ func TestLeaderLostLease(t *testing.T) {
 	stolen := time.Now()
 
 	if err := rep.wait(t, testRenewDeadline+10*time.Second); err == nil {
-		t.Error("RunAsLeader returned nil after losing the Lease, want an error")
+		t.Error("Run returned nil after losing the Lease, want an error")
 	}
 	waitClosed(t, l.stopped, 5*time.Second, "the workers to stop after the Lease was lost")
 	lease, err := leases.Get(t.Context(), "herald-controller", metav1.GetOptions{})
@@ -149,6 +150,12 @@ func TestLeaderLostLease(t *testing.T) {
 	}
 	t.Logf("workers told to stop %v after the Lease was taken (renew deadline %v)",
 		l.ctxDoneAt.Sub(stolen).Round(time.Millisecond), testRenewDeadline)
+}
+
+// testLease is the Lease herald-controller in ns with the test timings.
+func testLease(ns, id string) controller.LeaderElection {
+	return controller.LeaderElection{Namespace: ns, Name: "herald-controller", Identity: id,
+		LeaseDuration: testLeaseDuration, RenewDeadline: testRenewDeadline, RetryPeriod: testRetryPeriod}
 }
 
 // leaderNamespace makes a namespace for one test's Lease and ledger.
@@ -168,10 +175,10 @@ func leaderNamespace(t *testing.T, prefix string) (kubernetes.Interface, string)
 	return kube, n.Name
 }
 
-// replica is one RunAsLeader of the test process.
+// replica is one Replica.Run of the test process.
 type replica struct {
 	stop context.CancelFunc
-	done chan struct{} // closed when RunAsLeader returned
+	done chan struct{} // closed when Run returned
 	err  error         // what it returned
 }
 
@@ -183,10 +190,8 @@ func runLeader(t *testing.T, kube kubernetes.Interface, ns string, l *fakeLeader
 	r := &replica{stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		r.err = controller.RunAsLeader(ctx, kube, controller.LeaderElection{
-			Namespace: ns, Name: "herald-controller", Identity: l.id,
-			LeaseDuration: testLeaseDuration, RenewDeadline: testRenewDeadline, RetryPeriod: testRetryPeriod,
-		}, zaptest.NewLogger(t).Named(l.id), l.run)
+		r.err = controller.NewReplica(kube, testLease(ns, l.id), controller.NewMetrics(prometheus.NewRegistry()),
+			zaptest.NewLogger(t).Named(l.id)).Run(ctx, l.run)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -200,10 +205,10 @@ func runLeader(t *testing.T, kube kubernetes.Interface, ns string, l *fakeLeader
 	return r
 }
 
-// wait waits for RunAsLeader to return and yields its result.
+// wait waits for Run to return and yields its result.
 func (r *replica) wait(t *testing.T, timeout time.Duration) error {
 	t.Helper()
-	waitClosed(t, r.done, timeout, "RunAsLeader to return")
+	waitClosed(t, r.done, timeout, "Run to return")
 	return r.err
 }
 

@@ -18,6 +18,7 @@ type Metrics struct {
 	configValid  prometheus.Gauge
 	configReload prometheus.Gauge
 	heldServices prometheus.Gauge
+	leader       prometheus.Gauge
 }
 
 // NewMetrics creates the controller's metrics and registers them with reg.
@@ -44,8 +45,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		heldServices: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_config_held_services", Help: "Services that keep their addresses or announcements because a configuration change that would take them away is not confirmed.",
 		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_controller_leader", Help: "1 while this replica holds the leader Lease and allocates, 0 while it stands by.",
+		}),
 	}
-	reg.MustRegister(m.poolSize, m.poolInUse, m.allocations, m.failures, m.configValid, m.configReload, m.heldServices)
+	reg.MustRegister(m.poolSize, m.poolInUse, m.allocations, m.failures, m.configValid, m.configReload, m.heldServices, m.leader)
 	return m
 }
 
@@ -70,4 +74,12 @@ func (m *Metrics) configLoaded(valid bool) {
 		return
 	}
 	m.configValid.Set(0)
+}
+
+func (m *Metrics) leading(leading bool) {
+	if leading {
+		m.leader.Set(1)
+		return
+	}
+	m.leader.Set(0)
 }

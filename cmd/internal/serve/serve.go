@@ -40,14 +40,35 @@ func Logger(level string) (*zap.Logger, error) {
 	return log, nil
 }
 
-// HTTP serves /metrics from reg, /healthz (healthy reports true; nil: the
-// process answers) and /readyz (ready reports true) on addr until ctx ends.
-// An empty addr serves nothing.
+// HTTP serves Handler(reg, ready, healthy) on addr until ctx ends. An
+// empty addr serves nothing.
 func HTTP(ctx context.Context, addr string, reg *prometheus.Registry, ready, healthy func() bool) error {
 	if addr == "" {
 		<-ctx.Done()
 		return nil
 	}
+	mux := Handler(reg, ready, healthy)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Handler serves /metrics from reg, /healthz (healthy reports true; nil:
+// the process answers) and /readyz (ready reports true). The probes call
+// only their function: they must never wait behind I/O or a sync.
+func Handler(reg *prometheus.Registry, ready, healthy func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -64,21 +85,7 @@ func HTTP(ctx context.Context, addr string, reg *prometheus.Registry, ready, hea
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return mux
 }
 
 // Kube builds a clientset from kubeconfig, or from the in-cluster service
