@@ -12,13 +12,16 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// SecretKeyName is the key of the memberlist Secret that holds the AES key.
+// SecretKeyName is the key of the memberlist Secret that holds the AES key
+// (the controller creates the Secret with controller.MemberlistKeyName).
 const SecretKeyName = "secretkey"
 
 // Bootstrap finds what the speaker needs before it can join the others:
 // the address to bind memberlist to (bind, or the Node's first InternalIP)
 // and the memberlist key from the Secret. It waits (logging why) until both
-// exist or ctx ends: membership is never run unencrypted.
+// exist or ctx ends: membership is never run unencrypted. On a fresh install
+// the controller creates the Secret; the process's probes are served while
+// it waits.
 func Bootstrap(ctx context.Context, kube kubernetes.Interface, node, bind, namespace, secret string, log *zap.Logger) (netip.Addr, []byte, error) {
 	for {
 		addr, key, err := bootstrapOnce(ctx, kube, node, bind, namespace, secret)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,12 +18,14 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/heraldlb/herald/bgp"
 	"github.com/heraldlb/herald/cmd/internal/serve"
+	"github.com/heraldlb/herald/cmd/internal/version"
 	"github.com/heraldlb/herald/l2"
 	"github.com/heraldlb/herald/speaker"
 )
@@ -55,35 +58,64 @@ func main() {
 	flag.DurationVar(&f.gratuitousInterval, "gratuitous-interval", 200*time.Millisecond, "between takeover gratuitous ARP/NA")
 	flag.StringVar(&f.metricsAddr, "metrics-addr", ":7473", "address for /metrics, /healthz and /readyz (empty: off)")
 	flag.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	printVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *printVersion {
+		fmt.Println(version.String("herald-speaker"))
+		return
+	}
 
 	log, err := serve.Logger(f.logLevel)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "herald-speaker:", err)
 		os.Exit(2)
 	}
-	if err := run(log, f); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, log, f); err != nil {
 		log.Error("exiting", zap.Error(err))
+		stop()
 		os.Exit(1)
 	}
 }
 
-func run(log *zap.Logger, f flags) error {
+func run(ctx context.Context, log *zap.Logger, f flags) error {
 	if f.node == "" {
 		return fmt.Errorf("--node-name (or $NODE_NAME) is required")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	kube, err := serve.Kube(f.kubeconfig, 50, 100)
 	if err != nil {
 		return err
 	}
-	bind, key, err := speaker.Bootstrap(ctx, kube, f.node, f.bind, f.namespace, f.secret, log)
-	if err != nil {
-		return err
-	}
+	return runWith(ctx, log, f, kube)
+}
+
+// runWith runs the speaker with the client kube until ctx ends.
+func runWith(ctx context.Context, log *zap.Logger, f flags, kube kubernetes.Interface) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The probes answer from the start: while Bootstrap waits for the
+	// memberlist key the speaker is alive (a restart would not bring the
+	// key) but not ready; then the Speaker's own answers.
+	var running atomic.Pointer[speaker.Speaker]
+	ready := func() bool { s := running.Load(); return s != nil && s.Ready() }
+	healthy := func() bool { s := running.Load(); return s == nil || s.Healthy() }
+	served := make(chan error, 1)
+	go func() {
+		err := serve.HTTP(ctx, f.metricsAddr, reg, ready, healthy)
+		if err != nil {
+			stop() // no speaker without its probes
+		}
+		served <- err
+	}()
+	bind, key, err := speaker.Bootstrap(ctx, kube, f.node, f.bind, f.namespace, f.secret, log)
+	if err != nil {
+		// Bootstrap gives up only when ctx ends: asked to stop, or no HTTP.
+		stop()
+		return <-served
+	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
@@ -101,18 +133,19 @@ func run(log *zap.Logger, f flags) error {
 	bgpServer := bgp.New(bgp.Options{Log: log.Named("bgp"), Registerer: reg})
 	inf := speaker.Informers{Services: all.Core().V1().Services(), EndpointSlices: all.Discovery().V1().EndpointSlices(),
 		Nodes: all.Core().V1().Nodes(), ConfigMaps: own.Core().V1().ConfigMaps(), Secrets: own.Core().V1().Secrets()}
-	s := speaker.New(kube, inf, members, announcer, bgpServer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
+	sp := speaker.New(kube, inf, members, announcer, bgpServer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
 		speaker.Options{Node: f.node, Namespace: f.namespace, ConfigName: f.configName, LBClass: f.lbClass, HandBack: f.handBack, Interfaces: l2.InterfacesFor})
+	running.Store(sp)
 	for _, factory := range []informers.SharedInformerFactory{all, own} {
 		factory.Start(ctx.Done())
 	}
 
 	errc := make(chan error, 5)
-	go func() { errc <- serve.HTTP(ctx, f.metricsAddr, reg, s.Ready, s.Healthy) }()
+	go func() { errc <- <-served }()
 	go func() { errc <- announcer.Run(ctx) }()
 	go func() { errc <- members.Run(ctx) }()
 	go func() { errc <- bgpServer.Run(ctx) }()
-	go func() { errc <- s.Run(ctx) }()
+	go func() { errc <- sp.Run(ctx) }()
 	err = <-errc
 	stop()
 	for range 4 {
