@@ -29,8 +29,9 @@ type LeaderElection struct {
 }
 
 // Replica is one controller process under the Lease: it stands by, or leads
-// and runs the work it is given. Ready and Leading make no API call, so
-// /readyz never waits behind the API server or a sync.
+// and runs the work it is given. Ready makes no API call, so /readyz never
+// waits behind the API server or a sync; herald_controller_leader says
+// whether it leads.
 type Replica struct {
 	kube    kubernetes.Interface
 	le      LeaderElection
@@ -51,18 +52,11 @@ func NewReplica(kube kubernetes.Interface, le LeaderElection, metrics *Metrics, 
 	return &Replica{kube: kube, le: le, metrics: metrics, log: log}
 }
 
-// Leading reports whether this replica holds the Lease and runs its work.
-func (r *Replica) Leading() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.leading
-}
-
 // Ready reports whether this replica could do its job if asked: the API
-// server answered its last read or write of the Lease with its own
-// credentials within LeaseDuration, and, while it leads, c (the controller
-// its work runs; nil before it is built) has synced its caches and rebuilt
-// its state. A standby is Ready: leadership is the Lease and a metric, not
+// server answered a read or write of the Lease, made with the replica's
+// own credentials, within the last LeaseDuration; and, while it leads, c
+// (the controller its work runs; nil before it is built) has synced its
+// caches and rebuilt its state. A standby is Ready: leadership is the Lease and a metric, not
 // readiness, so that a Deployment of several replicas becomes Available.
 func (r *Replica) Ready(c *Controller) bool {
 	if r.le.Disabled {
