@@ -8,12 +8,39 @@ PKGS     := ./...
 # namespaces; two packages at a time keep a 2-core machine responsive.
 TESTFLAGS ?= -race -count=1 -p 2 -timeout 45m
 
-.PHONY: all build deps tools test vet unit bench demo demo-down lab-down fmt
+# What the binaries and images say they were built from (--version, labels,
+# the image tag); SOURCE_DATE_EPOCH dates every file in the images, so two
+# builds of one commit give the same image digests.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+VERSION_LDFLAGS := -X github.com/heraldlb/herald/cmd/internal/version.Version=$(VERSION) \
+	-X github.com/heraldlb/herald/cmd/internal/version.Commit=$(COMMIT)
+# REGISTRY names where `make push` sends the images (registry.example.com/herald);
+# set at `make images`, it also prefixes the names the archives carry.
+REGISTRY ?=
+
+.PHONY: all build deps tools test vet unit bench demo demo-down lab-down fmt images push
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./e2e/cmd/...
+	$(GO) build -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/ ./cmd/... ./e2e/cmd/...
+
+## images: OCI images of herald-controller and herald-speaker for linux/amd64
+## and linux/arm64, built without a Docker engine by hack/tools/images, as
+## bin/herald-{controller,speaker}.oci.tar (for docker load, podman load).
+images:
+	@tool=$$(hack/tools/build.sh images)/herald-images && \
+	$$tool build -out $(BIN) -version $(VERSION) -revision $(COMMIT) \
+		-epoch $(SOURCE_DATE_EPOCH) $(if $(REGISTRY),-repository $(REGISTRY))
+
+## push: push both images (both platforms) to $(REGISTRY), tagged $(VERSION).
+## PUSHFLAGS=-insecure for a plain-HTTP registry.
+push: images
+	@test -n "$(REGISTRY)" || { echo "push: set REGISTRY, e.g. make push REGISTRY=registry.example.com/herald"; exit 1; }
+	@$$(hack/tools/build.sh images)/herald-images push -registry $(REGISTRY) $(PUSHFLAGS) \
+		$(BIN)/herald-controller.oci.tar $(BIN)/herald-speaker.oci.tar
 
 ## deps: Debian packages the lab needs (frr, iptables, nftables, iproute2, ...).
 deps:

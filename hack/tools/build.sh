@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the lab's Kubernetes and etcd binaries from the pinned wrapper modules
-# into $HERALD_CACHE/bin (default ~/.cache/herald/bin), outside the source tree.
-# A stamp of each wrapper's go.mod/go.sum makes a rebuild a no-op when nothing
-# changed. Prints the bin directory on stdout.
+# Builds the lab's Kubernetes and etcd binaries and the image tool
+# (herald-images) from the pinned wrapper modules into $HERALD_CACHE/bin
+# (default ~/.cache/herald/bin), outside the source tree. A stamp of each
+# wrapper's go.mod/go.sum makes a rebuild a no-op when nothing changed.
+# Arguments name the tools to build (etcd, kube, images); none means all.
+# Prints the bin directory on stdout.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,7 +12,8 @@ cache=${HERALD_CACHE:-$HOME/.cache/herald}
 bin=$cache/bin
 mkdir -p "$bin"
 
-stamp_of() { cat "$1/go.mod" "$1/go.sum" "$here/build.sh" | sha256sum | cut -c1-16; }
+# The image tool's stamp also covers its sources, which live in the module.
+stamp_of() { { cat "$1/go.mod" "$1/go.sum" "$here/build.sh"; find "$1" -name '*.go' -print0 | sort -z | xargs -0r cat; } | sha256sum | cut -c1-16; }
 
 # build DIR STAMPNAME BINARY... : go build each main package of DIR unless up to date.
 build() {
@@ -32,16 +35,20 @@ build() {
 		ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$v"
 	fi
 	for p in "${pkgs[@]}"; do
-		echo "building $(basename "$p") (first build of Kubernetes takes ~7 min on 2 cores)" >&2
+		echo "building $(basename "$p")$([ "$name" = kube ] && echo " (first build of Kubernetes takes ~7 min on 2 cores)")" >&2
 		(cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin/$(basename "$p")" "$p")
 	done
 	echo "$want" >"$bin/.$name.stamp"
 }
 
-build "$here/etcd" etcd github.com/heraldlb/herald/hack/tools/etcd
-build "$here/kube" kube \
+wanted=("$@")
+want() { [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " == *" $1 "* ]]; }
+
+want etcd && build "$here/etcd" etcd github.com/heraldlb/herald/hack/tools/etcd
+want kube && build "$here/kube" kube \
 	k8s.io/kubernetes/cmd/kube-apiserver \
 	k8s.io/kubernetes/cmd/kube-controller-manager \
 	k8s.io/kubernetes/cmd/kube-proxy \
 	k8s.io/kubernetes/cmd/kubectl
+want images && build "$here/images" images github.com/heraldlb/herald/hack/tools/images/cmd/herald-images
 echo "$bin"
