@@ -23,6 +23,7 @@ type measurement struct {
 
 var measurements = []measurement{
 	{"config", benchConfig},
+	{"images", benchImages},
 	{"lab", benchLabUp},
 	{"controller", benchController},
 	{"l2", benchL2},
@@ -34,7 +35,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *only != "config" { // the config measurement needs no lab
+	if *only != "config" && *only != "images" { // these measurements need no lab
 		if err := lab.Requirements(""); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
