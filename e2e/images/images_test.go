@@ -154,11 +154,12 @@ func readArchive(t *testing.T, path string) archive {
 }
 
 type descriptor struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      string            `json:"digest"`
-	Size        int64             `json:"size"`
-	Annotations map[string]string `json:"annotations"`
-	Platform    *struct {
+	MediaType    string            `json:"mediaType"`
+	ArtifactType string            `json:"artifactType"`
+	Digest       string            `json:"digest"`
+	Size         int64             `json:"size"`
+	Annotations  map[string]string `json:"annotations"`
+	Platform     *struct {
 		OS           string `json:"os"`
 		Architecture string `json:"architecture"`
 	} `json:"platform"`
@@ -281,6 +282,9 @@ func TestArchive(t *testing.T) {
 				}
 				p := m.Platform.OS + "/" + m.Platform.Architecture
 				got = append(got, p)
+				if m.ArtifactType != "" {
+					t.Errorf("%s: index entry has artifactType %q: an image is no artifact", p, m.ArtifactType)
+				}
 				t.Run(p, func(t *testing.T) {
 					img := decode[manifest](t, a.blob(t, m))
 					cfg := decode[config](t, a.blob(t, img.Config))

@@ -37,12 +37,19 @@ func imageIndex(o buildOptions, b binary) (v1.ImageIndex, error) {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add:        img,
+			Add:        notArtifact{img},
 			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: p.OS, Architecture: p.Arch}},
 		})
 	}
 	return mutate.Annotations(idx, labels(o, b)).(v1.ImageIndex), nil
 }
+
+// notArtifact keeps go-containerregistry from copying the config's media
+// type into the index entry's artifactType: these are images, and the
+// image-spec reserves artifactType for artifacts.
+type notArtifact struct{ v1.Image }
+
+func (notArtifact) ArtifactType() (string, error) { return "", nil }
 
 // image is one platform's image: an empty base, one layer holding the binary,
 // and a config that runs it.
