@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/heraldlb/herald/config"
 )
 
 // HeraldNamespace holds Herald's ConfigMap, Lease and Secrets in the lab.
@@ -19,7 +21,7 @@ func (l *Lab) ApplyHeraldConfig(ctx context.Context, text string) error {
 		return err
 	}
 	cms := l.Kube().CoreV1().ConfigMaps(HeraldNamespace)
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "herald", Namespace: HeraldNamespace}, Data: map[string]string{"config.yaml": text}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "herald", Namespace: HeraldNamespace}, Data: map[string]string{config.Key: text}}
 	_, err := cms.Update(ctx, cm, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
