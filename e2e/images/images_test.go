@@ -43,12 +43,13 @@ var images = map[string]string{
 	"herald-speaker":    "0:0",
 }
 
-// builds holds the two builds every test reads; built once per process.
-var builds struct {
-	first, second string // output directories
-	err           error
-	skip          string
-	done          bool
+// builds holds the two packagings the tests read, each made at most once
+// per process and only when a test asks for it: the second only serves
+// TestSameDigestTwice.
+var builds [2]struct {
+	dir, skip string
+	err       error
+	done      bool
 }
 
 // built compiles the binaries once and packages them twice, into two
@@ -57,17 +58,34 @@ var builds struct {
 // -buildid=; `make images` twice shows it end to end.)
 func built(t *testing.T) (first, second string) {
 	t.Helper()
-	if !builds.done {
-		builds.done = true
-		builds.first, builds.second, builds.skip, builds.err = build()
+	return packaged(t, 0), packaged(t, 1)
+}
+
+// builtOnce is the first packaging alone, for the tests that read one.
+func builtOnce(t *testing.T) string {
+	t.Helper()
+	return packaged(t, 0)
+}
+
+// packaged returns the directory of packaging i (0 or 1), making it first;
+// the second packages the binaries the first compiled.
+func packaged(t *testing.T, i int) string {
+	t.Helper()
+	if i > 0 {
+		packaged(t, i-1)
 	}
-	if builds.skip != "" {
-		t.Skip(builds.skip)
+	b := &builds[i]
+	if !b.done {
+		b.done = true
+		b.dir, b.skip, b.err = build(i)
 	}
-	if builds.err != nil {
-		t.Fatal(builds.err)
+	if b.skip != "" {
+		t.Skip(b.skip)
 	}
-	return builds.first, builds.second
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.dir
 }
 
 var tmpRoot string
@@ -95,27 +113,24 @@ func tool() (string, string) {
 	return path, ""
 }
 
-func build() (first, second, skip string, err error) {
+func build(i int) (dir, skip string, err error) {
 	bin, skip := tool()
 	if skip != "" {
-		return "", "", skip, nil
+		return "", skip, nil
 	}
-	work := filepath.Join(tmpRoot, "work")
-	first, second = filepath.Join(tmpRoot, "first"), filepath.Join(tmpRoot, "second")
-	common := []string{"-C", "../..", "-work", work, "-version", version, "-revision", revision,
-		"-epoch", fmt.Sprint(epoch), "-platforms", strings.Join(platforms, ",")}
-	for _, run := range [][]string{
-		append([]string{"build", "-out", first}, common...),
-		append([]string{"build", "-out", second, "-no-compile"}, common...),
-	} {
-		start := time.Now()
-		out, err := exec.Command(bin, run...).CombinedOutput()
-		if err != nil {
-			return "", "", "", fmt.Errorf("herald-images %s: %w\n%s", strings.Join(run, " "), err, out)
-		}
-		log.Printf("herald-images %s: %.1fs", run[2], time.Since(start).Seconds())
+	dir = filepath.Join(tmpRoot, []string{"first", "second"}[i])
+	run := []string{"build", "-out", dir, "-C", "../..", "-work", filepath.Join(tmpRoot, "work"),
+		"-version", version, "-revision", revision, "-epoch", fmt.Sprint(epoch), "-platforms", strings.Join(platforms, ",")}
+	if i > 0 {
+		run = append(run, "-no-compile")
 	}
-	return first, second, "", nil
+	start := time.Now()
+	out, err := exec.Command(bin, run...).CombinedOutput()
+	if err != nil {
+		return "", "", fmt.Errorf("herald-images %s: %w\n%s", strings.Join(run, " "), err, out)
+	}
+	log.Printf("herald-images build -out %s: %.1fs", dir, time.Since(start).Seconds())
+	return dir, "", nil
 }
 
 // archive is an OCI layout tar read with the standard library only, so the
@@ -244,7 +259,7 @@ func TestSameDigestTwice(t *testing.T) {
 }
 
 func TestArchive(t *testing.T) {
-	first, _ := built(t)
+	first := builtOnce(t)
 	for name, user := range images {
 		t.Run(name, func(t *testing.T) {
 			a := readArchive(t, filepath.Join(first, name+".oci.tar"))
@@ -372,7 +387,7 @@ func checkLabels(t *testing.T, where string, want, got map[string]string) {
 }
 
 func TestPush(t *testing.T) {
-	first, _ := built(t)
+	first := builtOnce(t)
 	bin, _ := tool()
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()

@@ -2,22 +2,31 @@
 // engine and pushes them: `build` cross-compiles the static binaries and
 // writes one reproducible OCI image layout archive per binary (both
 // platforms in one image index); `push` copies such archives to a registry.
+// For the test lab, which plays kubelet without a container runtime,
+// `registry` serves a throwaway registry and `pull` unpacks an image into a
+// directory and says how to run it.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 const usage = `usage:
   herald-images build [flags]           compile and package bin/herald-{controller,speaker}.oci.tar
   herald-images push -registry R [flags] ARCHIVE...   push each archive's image index to R/<name>:<tag>
+  herald-images registry -addr HOST:PORT              serve an in-memory registry until SIGTERM
+  herald-images pull -dir DIR [flags] REF             unpack REF's filesystem into DIR, print its config as JSON
 Run a subcommand with -h for its flags.`
 
 func main() {
@@ -33,6 +42,10 @@ func main() {
 		err = runBuild(ctx, os.Args[2:])
 	case "push":
 		err = runPush(ctx, os.Args[2:])
+	case "registry":
+		err = runRegistry(ctx, os.Args[2:])
+	case "pull":
+		err = runPull(ctx, os.Args[2:])
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -97,6 +110,37 @@ func runPush(ctx context.Context, args []string) error {
 		fmt.Printf("%s@%s\n", ref, digest)
 	}
 	return nil
+}
+
+func runRegistry(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("registry", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:5000", "address to listen on; port 0 picks a free one (printed)")
+	verbose := fs.Bool("v", false, "log every request to stderr")
+	fs.Parse(args)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("registry: unexpected arguments %q", fs.Args())
+	}
+	return serveRegistry(ctx, *addr, *verbose)
+}
+
+func runPull(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("pull", flag.ExitOnError)
+	dir := fs.String("dir", "", "directory to unpack the image's filesystem into; must be empty or missing (required)")
+	platform := fs.String("platform", runtime.GOOS+"/"+runtime.GOARCH, "os/arch[/variant] of the image to take from an index")
+	insecure := fs.Bool("insecure", false, "talk plain HTTP to the registry (localhost is always plain HTTP)")
+	fs.Parse(args)
+	if *dir == "" || fs.NArg() != 1 {
+		return fmt.Errorf("pull: need -dir and one image reference")
+	}
+	p, err := v1.ParsePlatform(*platform)
+	if err != nil || p.OS == "" || p.Architecture == "" {
+		return fmt.Errorf("pull: -platform %q is not os/arch[/variant]", *platform)
+	}
+	got, err := pull(ctx, fs.Arg(0), *p, *dir, *insecure)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(got)
 }
 
 // envEpoch follows the reproducible-builds convention: SOURCE_DATE_EPOCH,
