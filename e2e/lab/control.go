@@ -6,10 +6,12 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -32,6 +34,7 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		{"admin", "lab-admin", []string{"system:masters"}},
 		{"kube-controller-manager", "system:kube-controller-manager", nil},
 		{"kube-proxy", "system:kube-proxy", nil},
+		{"kube-scheduler", "system:kube-scheduler", nil},
 	}
 	for _, c := range certs {
 		if err := p.issue(c.name, c.cn, c.orgs, nil, nil); err != nil {
@@ -49,6 +52,10 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	}
 	kcmConfig := filepath.Join(l.Dir, "kube-controller-manager.kubeconfig")
 	if err := p.kubeconfig(kcmConfig, "kube-controller-manager", apiServerURL()); err != nil {
+		return err
+	}
+	schedConfig := filepath.Join(l.Dir, "kube-scheduler.kubeconfig")
+	if err := p.kubeconfig(schedConfig, "kube-scheduler", apiServerURL()); err != nil {
 		return err
 	}
 	for _, n := range l.Nodes {
@@ -86,6 +93,12 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		"--service-account-private-key-file="+p.path("sa.key"), "--root-ca-file="+p.path("ca.crt"),
 		"--bind-address=127.0.0.1", "--secure-port=10257", "--profiling=false",
 		"--kube-api-qps=500", "--kube-api-burst=1000", "--concurrent-service-endpoint-syncs=10")
+	if err != nil || l.Minimal {
+		return err
+	}
+	_, err = l.start("kube-scheduler", cp, nil, l.Bin("kube-scheduler"),
+		"--kubeconfig="+schedConfig, "--authentication-kubeconfig="+schedConfig, "--authorization-kubeconfig="+schedConfig,
+		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=10259", "--profiling=false")
 	return err
 }
 
@@ -97,6 +110,9 @@ var controllers = []string{
 	"serviceaccount-controller", "serviceaccount-token-controller",
 	"namespace-controller", "garbage-collector-controller",
 	"root-ca-certificate-publisher-controller",
+	// Herald's own workloads, installed from manifests/ (the scheduler
+	// places their pods, the lab's kubelet runs them).
+	"deployment-controller", "replicaset-controller", "daemonset-controller",
 }
 
 func (l *Lab) nodeKubeconfig(n Node) string {
@@ -141,7 +157,13 @@ func (l *Lab) registerNodes(ctx context.Context) error {
 			return fmt.Errorf("register %s: %w", n.Name, err)
 		}
 		now := metav1.Now()
+		capacity := corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi"),
+			corev1.ResourcePods: resource.MustParse("110"),
+		}
 		created.Status = corev1.NodeStatus{
+			Capacity: capacity, Allocatable: capacity,
+			NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "lab", OperatingSystem: "linux", Architecture: runtime.GOARCH},
 			Addresses: []corev1.NodeAddress{
 				{Type: corev1.NodeInternalIP, Address: n.IPv4.String()},
 				{Type: corev1.NodeInternalIP, Address: n.IPv6.String()},
@@ -152,7 +174,14 @@ func (l *Lab) registerNodes(ctx context.Context) error {
 				{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse, Reason: "RouteCreated", LastHeartbeatTime: now, LastTransitionTime: now},
 			},
 		}
-		if _, err := l.Kube().CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		updated, err := l.Kube().CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+		if err != nil {
+			return fmt.Errorf("register %s: %w", n.Name, err)
+		}
+		// Admission taints a new Node not-ready; node-lifecycle, which the lab
+		// does not run, would lift it once the Node is Ready.
+		updated.Spec.Taints = nil
+		if _, err := l.Kube().CoreV1().Nodes().Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("register %s: %w", n.Name, err)
 		}
 	}

@@ -91,8 +91,12 @@ type Lab struct {
 	Procs   []Proc          `json:"procs"`
 	Pods    map[string]Pod  `json:"pods"` // by namespace/name
 
-	kube *kubernetes.Clientset
-	rest *rest.Config
+	kube    *kubernetes.Clientset
+	rest    *rest.Config
+	kubelet *kubelet // plays kubelet for scheduled pods (Herald installed from manifests)
+	// stopKubelet ends the kubelet's goroutines (the processes it started
+	// are lab processes: Down ends them).
+	stopKubelet context.CancelFunc
 }
 
 // Requirements reports why this machine cannot run a lab, or nil if it can.
@@ -110,7 +114,7 @@ func Requirements(binDir string) error {
 	if binDir == "" {
 		binDir = DefaultBinDir()
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kubectl"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "herald-images"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			missing = append(missing, filepath.Join(binDir, b)+" (run `make tools`)")
 		}
@@ -190,6 +194,11 @@ func (l *Lab) up(ctx context.Context) error {
 		return err
 	}
 	if err := l.startProxies(ctx); err != nil {
+		return err
+	}
+	kctx, stop := context.WithCancel(context.Background())
+	l.stopKubelet = stop
+	if err := l.startKubelet(kctx); err != nil {
 		return err
 	}
 	return <-frr
@@ -330,6 +339,9 @@ func (l *Lab) Kube() *kubernetes.Clientset {
 
 // Down removes the lab: it ends every process it started and deletes every namespace.
 func (l *Lab) Down() error {
+	if l.stopKubelet != nil {
+		l.stopKubelet()
+	}
 	return Down(l.Prefix, filepath.Dir(l.Dir))
 }
 

@@ -84,7 +84,11 @@ type member struct {
 
 // buildNetwork creates every namespace and link of the lab.
 func (l *Lab) buildNetwork(ctx context.Context) error {
-	members := []member{{ns: l.ControlPlaneNS(), port: "cp", ipv4: APIServer4, ipv6: APIServer6, routes: defaultRoutes()}}
+	cp := member{ns: l.ControlPlaneNS(), port: "cp", ipv4: APIServer4, ipv6: APIServer6, routes: defaultRoutes()}
+	for _, n := range l.Nodes { // pods with a namespace of their own reach the API server
+		cp.routes = append(cp.routes, n.Pod4.String()+" via "+n.IPv4.String(), n.Pod6.String()+" via "+n.IPv6.String())
+	}
+	members := []member{cp}
 	if !l.Minimal {
 		members = append(members,
 			member{ns: l.RouterNS(), port: "router", ipv4: Router4, ipv6: Router6},

@@ -49,6 +49,7 @@ want kube && build "$here/kube" kube \
 	k8s.io/kubernetes/cmd/kube-apiserver \
 	k8s.io/kubernetes/cmd/kube-controller-manager \
 	k8s.io/kubernetes/cmd/kube-proxy \
+	k8s.io/kubernetes/cmd/kube-scheduler \
 	k8s.io/kubernetes/cmd/kubectl
 want images && build "$here/images" images github.com/heraldlb/herald/hack/tools/images/cmd/herald-images
 echo "$bin"
