@@ -181,7 +181,6 @@ func ModuleRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-
 // gitHead is the checkout's commit, which the images' labels carry.
 func gitHead(root string) string {
 	out, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
