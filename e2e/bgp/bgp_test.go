@@ -427,6 +427,7 @@ func TestSIGTERMWithoutGracefulRestartWithdraws(t *testing.T) {
 	vip := "198.19.0.10"
 	app(t, l, "sigterm", "web", vip, false, map[string]string{"a": "node2"})
 	waitRoute(t, l, vip, nodeAddrs(l, false), 30*time.Second)
+	l.HoldContainer(lab.SpeakerName("node1")) // until restartSpeakerIfGone
 	p, ok := l.Proc(lab.SpeakerName("node1"))
 	if !ok {
 		t.Fatal("no speaker on node1")

@@ -29,7 +29,7 @@ var (
 )
 
 // metricsPort is where each speaker serves /metrics on its node's address.
-const metricsPort = 7473
+const metricsPort = 7473 // manifests/speaker.yaml: --metrics-addr=:7473
 
 // Address plan: every test's Service asks for its own addresses in pool
 // "bgp" (off every lab subnet, so only the routes the nodes advertise lead
@@ -50,26 +50,24 @@ func TestMain(m *testing.M) {
 	os.Exit(lab.TestMain(m, lab.Config{Prefix: "hbgpe"}, startHerald, func(l *lab.Lab, skip string) { shared, skipReason = l, skip }))
 }
 
-// startHerald starts the controller and a speaker on every node with pools
-// but no peers: each test brings its own peering.
+// startHerald installs Herald from the manifests with pools but no peers:
+// each test brings its own peering.
 func startHerald(ctx context.Context, l *lab.Lab) error {
 	if err := l.ApplyHeraldConfig(ctx, poolsYAML); err != nil {
 		return err
 	}
-	if _, err := l.StartController(ctx, "herald-controller", "--metrics-addr=", "--leader-elect=false"); err != nil {
+	// Installed as a user installs it: manifests/ as they are.
+	img, err := l.PushImages(ctx, "lab")
+	if err != nil {
 		return err
 	}
-	for _, n := range l.Nodes {
-		if _, err := startSpeaker(ctx, l, n.Name); err != nil {
-			return err
-		}
-	}
-	return nil
+	return l.InstallHerald(ctx, lab.Install{Images: img})
 }
 
+// startSpeaker lets the kubelet start the node's speaker again after
+// stopSpeaker.
 func startSpeaker(ctx context.Context, l *lab.Lab, node string) (lab.Proc, error) {
-	n, _ := l.Node(node)
-	return l.StartSpeaker(ctx, node, "--metrics-addr="+netip.AddrPortFrom(n.IPv4, metricsPort).String())
+	return l.StartSpeaker(ctx, node)
 }
 
 func needLab(t *testing.T) *lab.Lab {
@@ -278,6 +276,7 @@ func restartSpeakerIfGone(t *testing.T, l *lab.Lab, node string) {
 // timeout) until it has exited; it returns when it exited.
 func stopSpeaker(t *testing.T, l *lab.Lab, node string, timeout time.Duration) time.Time {
 	t.Helper()
+	l.HoldContainer(lab.SpeakerName(node)) // until startSpeaker
 	p, ok := l.Proc(lab.SpeakerName(node))
 	if !ok {
 		t.Fatalf("no speaker on %s", node)

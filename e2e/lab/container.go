@@ -38,20 +38,24 @@ type container struct {
 	exited    chan struct{}
 }
 
-// ContainerProcName is the lab process name of a container the kubelet runs:
-// the workload (DaemonSet, Deployment, or the pod) and the node, so
-// SpeakerName(node) names the speaker of Herald's DaemonSet on that node.
+// ContainerProcName is the lab process name of a container the kubelet
+// runs: a DaemonSet's pods are named by the DaemonSet and the node
+// (SpeakerName(node) names Herald's speaker there), a Deployment's by the
+// Deployment alone (its replicas share the name and the log; Proc returns
+// the latest), other pods by the pod.
 func ContainerProcName(pod *corev1.Pod, container string) string {
 	name := pod.Name
 	for _, o := range pod.OwnerReferences {
-		if o.Controller != nil && *o.Controller {
-			name = o.Name
-			if h := pod.Labels["pod-template-hash"]; o.Kind == "ReplicaSet" && h != "" {
-				name = strings.TrimSuffix(name, "-"+h)
-			}
+		if o.Controller == nil || !*o.Controller {
+			continue
+		}
+		switch h := pod.Labels["pod-template-hash"]; {
+		case o.Kind == "DaemonSet":
+			name = o.Name + "-" + pod.Spec.NodeName
+		case o.Kind == "ReplicaSet" && h != "":
+			name = strings.TrimSuffix(o.Name, "-"+h)
 		}
 	}
-	name += "-" + pod.Spec.NodeName
 	if len(pod.Spec.Containers) > 1 {
 		name += "-" + container
 	}

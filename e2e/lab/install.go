@@ -110,6 +110,13 @@ func (l *Lab) InstallHerald(ctx context.Context, in Install) error {
 	if out, err := l.Kubectl(ctx, "apply", "--server-side", "--field-manager=herald-lab", "-k", dir); err != nil {
 		return fmt.Errorf("install herald: %w: %s", err, out)
 	}
+	l.mu.Lock()
+	l.Install = &in
+	err = l.saveLocked()
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return l.WaitRollout(ctx, 3*time.Minute)
 }
 
@@ -133,7 +140,18 @@ func (l *Lab) UninstallHerald(ctx context.Context, in Install) error {
 	if out, err := l.Kubectl(ctx, "delete", "-k", dir, "--wait=true", "--timeout=2m"); err != nil {
 		return fmt.Errorf("uninstall herald: %w: %s", err, out)
 	}
-	return nil
+	l.mu.Lock()
+	l.Install = nil
+	err = l.saveLocked()
+	l.mu.Unlock()
+	return err
+}
+
+// Installed reports whether Herald runs from the manifests (InstallHerald).
+func (l *Lab) Installed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Install != nil
 }
 
 // kustomization writes the lab's kustomization: the base (or overlay) with

@@ -90,6 +90,8 @@ type Lab struct {
 	built   map[string]bool // packages Build compiled for this lab
 	Procs   []Proc          `json:"procs"`
 	Pods    map[string]Pod  `json:"pods"` // by namespace/name
+	// Install is what InstallHerald applied (nil: Herald runs as processes).
+	Install *Install `json:"install,omitempty"`
 
 	kube    *kubernetes.Clientset
 	rest    *rest.Config

@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -134,7 +133,7 @@ func TestConfigInvalidAcrossSpeakerRestart(t *testing.T) {
 	}
 	name := lab.SpeakerName(owner)
 	startSpeaker := func(ctx context.Context, l *lab.Lab) error {
-		_, err := l.StartSpeaker(ctx, owner, "--metrics-addr=", "--hold-down=2s")
+		_, err := l.StartSpeaker(ctx, owner)
 		return err
 	}
 	logFrom := logSize(t, l, name)
@@ -369,27 +368,17 @@ func containsAll(s string, words []string) bool {
 }
 
 func startController(ctx context.Context, l *lab.Lab) error {
-	_, err := l.StartController(ctx, controllerProc, "--metrics-addr=", "--leader-elect=false")
+	_, err := l.StartController(ctx, controllerProc)
 	return err
 }
 
-// stopProc ends lab process name with SIGTERM, waits for it to exit and
-// drops it from the lab's records.
+// stopProc stops the container whose lab process is name (SIGTERM, then
+// it waits for the exit) and holds it stopped until it is started again.
 func stopProc(t *testing.T, l *lab.Lab, name string) {
 	t.Helper()
-	p, ok := l.Proc(name)
-	if !ok {
-		t.Fatalf("no lab process %s", name)
-	}
-	if err := p.Signal(syscall.SIGTERM); err != nil {
+	if err := l.StopContainer(name, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(15 * time.Second); p.Alive(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still runs 15 s after SIGTERM", name)
-		}
-	}
-	l.ForgetProcess(p)
 }
 
 // ensureRunning starts lab process name again unless it runs.

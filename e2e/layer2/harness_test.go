@@ -43,20 +43,20 @@ func startHerald(ctx context.Context, l *lab.Lab) error {
 	if err := l.ApplyHeraldConfig(ctx, labConfig); err != nil {
 		return err
 	}
-	if _, err := l.StartController(ctx, "herald-controller", "--metrics-addr=", "--leader-elect=false"); err != nil {
-		return err
-	}
 	for _, n := range l.Nodes {
 		mac, err := l.MAC(ctx, n.NS, "eth0")
 		if err != nil {
 			return err
 		}
 		macToNode[mac] = n.Name
-		if _, err := l.StartSpeaker(ctx, n.Name, "--metrics-addr=", "--hold-down=2s"); err != nil {
-			return err
-		}
 	}
-	return nil
+	// Installed as a user installs it, with the overlay that shortens the
+	// hold-down to 2 s and runs one controller replica.
+	img, err := l.PushImages(ctx, "lab")
+	if err != nil {
+		return err
+	}
+	return l.InstallHerald(ctx, lab.Install{Images: img, Overlay: "e2e/overlays/lab"})
 }
 
 func needLab(t *testing.T) *lab.Lab {

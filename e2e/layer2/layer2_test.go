@@ -142,6 +142,7 @@ func TestGracefulHandover(t *testing.T) {
 	app(t, l, "graceful", "web", vip, false, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
 	getEventually(t, l, vip, 20*time.Second)
 	owner := answerer(t, l, vip)
+	l.HoldContainer(lab.SpeakerName(owner))
 	p, ok := l.Proc(lab.SpeakerName(owner))
 	if !ok {
 		t.Fatalf("no speaker process for %s", owner)
@@ -149,10 +150,7 @@ func TestGracefulHandover(t *testing.T) {
 	if err := p.Signal(15); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		l.ForgetProcess(p)
-		_, _ = l.StartSpeaker(context.Background(), owner, "--metrics-addr=", "--hold-down=2s")
-	})
+	t.Cleanup(func() { _, _ = l.StartSpeaker(context.Background(), owner) })
 	others := slices.DeleteFunc(nodeNames(l), func(n string) bool { return n == owner })
 	waitAnswerer(t, l, vip, speaker.Winner(others, netip.MustParseAddr(vip)), 5*time.Second)
 	getEventually(t, l, vip, 5*time.Second)
