@@ -28,6 +28,7 @@ var measurements = []measurement{
 	{"controller", benchController},
 	{"l2", benchL2},
 	{"bgp", benchBGP},
+	{"install", benchInstall},
 }
 
 func main() {

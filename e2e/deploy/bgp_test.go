@@ -1,0 +1,135 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/heraldlb/herald/e2e/lab"
+)
+
+// peering is how the router peers with every node in these tests: iBGP
+// over the nodes' IPv4 addresses.
+var peering = lab.Peering{NodeASN: lab.RouterASN}
+
+// bgpPeerYAML is the Herald peer "tor" for peering, with graceful restart
+// (RFC 4724) or without.
+func bgpPeerYAML(gracefulRestart bool) string {
+	s := fmt.Sprintf("bgpPeers:\n- name: tor\n  address: %s\n  asn: %d\n  myASN: %d\n  holdTime: 9s\n  connectTime: 1s\n",
+		peering.RouterAddress(), lab.RouterASN, peering.NodeASN)
+	if gracefulRestart {
+		s += "  gracefulRestart: true\n"
+	}
+	return s
+}
+
+// peerRouter makes the router peer with every node until the test ends.
+func peerRouter(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	if err := l.PeerNodes(t.Context(), peering); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.UnpeerNodes(context.Background()); err != nil {
+			t.Errorf("restore the router: %v", err)
+		}
+	})
+}
+
+func host(addr string) netip.Prefix {
+	a := netip.MustParseAddr(addr)
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+// nodeAddrs are the nodes' IPv4 addresses, sorted.
+func nodeAddrs(l *lab.Lab) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range l.Nodes {
+		out = append(out, n.IPv4)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// waitRoute waits until the router's BGP table and the routes zebra
+// installed lead to exactly want (none: until the router has no route).
+func waitRoute(t *testing.T, l *lab.Lab, vip string, want []netip.Addr, timeout time.Duration) {
+	t.Helper()
+	ctx := t.Context()
+	if got, err := l.WaitBGPNextHops(ctx, host(vip), want, timeout); err != nil {
+		t.Fatalf("%v (got %v)", err, got)
+	}
+	if got, err := l.WaitRIBNextHops(ctx, host(vip), want, 5*time.Second); err != nil {
+		t.Fatalf("%v (got %v)", err, got)
+	}
+}
+
+// routeWatch polls the router's BGP table and installed routes for one
+// prefix and counts the polls that found no route.
+type routeWatch struct {
+	prefix netip.Prefix
+	cancel context.CancelFunc
+	done   chan struct{}
+	start  time.Time
+	// Written by the polling goroutine, read after done is closed.
+	polls, missing, errs int
+	stale                int // polls that found only stale paths
+	gaps                 []string
+}
+
+func watchRoute(t *testing.T, l *lab.Lab, vip string) *routeWatch {
+	ctx, cancel := context.WithTimeout(context.Background(), probeFor)
+	w := &routeWatch{prefix: host(vip), cancel: cancel, done: make(chan struct{}), start: time.Now()}
+	go func() {
+		defer close(w.done)
+		for ctx.Err() == nil {
+			paths, err := l.BGPPaths(ctx, w.prefix)
+			var rib []netip.Addr
+			if err == nil {
+				rib, err = l.RIBNextHops(ctx, w.prefix)
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			w.polls++
+			switch {
+			case err != nil:
+				w.errs++
+			case len(paths) == 0 || len(rib) == 0:
+				w.missing++
+				if len(w.gaps) < 5 {
+					w.gaps = append(w.gaps, fmt.Sprintf("at %v: %d paths, installed next hops %v",
+						time.Since(w.start).Round(time.Millisecond), len(paths), rib))
+				}
+			case !slices.ContainsFunc(paths, func(p lab.Path) bool { return !p.Stale }):
+				w.stale++
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(w.stop)
+	return w
+}
+
+func (w *routeWatch) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// expectKept stops the watch and fails the test if any poll found the
+// router without the route.
+func (w *routeWatch) expectKept(t *testing.T, during string) {
+	t.Helper()
+	w.stop()
+	switch {
+	case w.polls == 0 || w.errs > w.polls/10:
+		t.Errorf("the router's table for %s was read %d times %s, %d errors", w.prefix, w.polls, during, w.errs)
+	case w.missing > 0:
+		t.Errorf("%d of %d polls found no route to %s at the router %s: %v", w.missing, w.polls, w.prefix, during, w.gaps)
+	default:
+		t.Logf("the router held %s at all %d polls %s (%d with only stale paths, %d read errors)", w.prefix, w.polls, during, w.stale, w.errs)
+	}
+}
