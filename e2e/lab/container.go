@@ -99,7 +99,7 @@ func (k *kubelet) newContainer(ctx context.Context, pod *corev1.Pod, spec corev1
 // execFlags are labexec's flags: the sandbox, the root, the ServiceAccount
 // mounts and the security context.
 func (k *kubelet) execFlags(pod *corev1.Pod, spec corev1.Container, img pulledImage, sb sandbox, root string) ([]string, error) {
-	flags := []string{"-netns", filepath.Join(netnsDir, sb.ns), "-root", root}
+	flags := []string{"-netns", filepath.Join(netnsDir, sb.ns), "-root", root, "-hostname", hostname(pod)}
 	for _, m := range spec.VolumeMounts {
 		if !isTokenVolume(pod, m.Name) {
 			return nil, fmt.Errorf("volume %q: the lab kubelet mounts only the projected ServiceAccount token", m.Name)
@@ -294,15 +294,25 @@ func (c *container) start(w *podWorker) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(labexec, slices.Concat(c.exec, []string{"--"}, c.argv)...)
+	pidfile := filepath.Join(w.k.podDir(w.latest().UID), "containers", c.spec.Name+".pid")
+	_ = os.Remove(pidfile)
+	cmd := exec.Command(labexec, slices.Concat(c.exec, []string{"-pidfile", pidfile, "--"}, c.argv)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = c.env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	st, _ := startTime(cmd.Process.Pid)
-	p := Proc{Name: c.procName, NS: w.sb.ns, PID: cmd.Process.Pid, Start: st}
+	// The lab signals the entrypoint itself (PID 1 of its PID namespace),
+	// not labexec, which forks it and only waits.
+	pid, err := waitPIDFile(pidfile, cmd)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return err
+	}
+	st, _ := startTime(pid)
+	p := Proc{Name: c.procName, NS: w.sb.ns, PID: pid, Start: st}
 	l.mu.Lock()
 	l.Procs = append(l.Procs, p)
 	_ = l.saveLocked()
@@ -340,6 +350,20 @@ func (c *container) start(w *podWorker) error {
 		close(exited)
 	}()
 	return nil
+}
+
+// waitPIDFile reads the entrypoint's PID that labexec writes once it has
+// forked it.
+func waitPIDFile(path string, labexec *exec.Cmd) (int, error) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			return strconv.Atoi(string(b))
+		}
+		if st, err := startTime(labexec.Process.Pid); err != nil || !(Proc{PID: labexec.Process.Pid, Start: st}).Alive() {
+			break
+		}
+	}
+	return 0, fmt.Errorf("labexec did not start the entrypoint (see the container's log)")
 }
 
 func containerID(p Proc) string { return fmt.Sprintf("lab://%d-%d", p.PID, p.Start) }

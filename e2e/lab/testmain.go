@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -48,7 +49,12 @@ func TestMain(m *testing.M, cfg Config, setup func(context.Context, *Lab) error,
 		use(l, "")
 		code = m.Run()
 	}
-	procs := l.Procs
+	if l.stopKubelet != nil {
+		l.stopKubelet()
+	}
+	l.mu.Lock()
+	procs := slices.Clone(l.Procs)
+	l.mu.Unlock()
 	if err := l.Down(); err != nil {
 		fmt.Fprintln(os.Stderr, "lab down:", err)
 		return 1

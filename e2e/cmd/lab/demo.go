@@ -37,24 +37,28 @@ func demo(ctx context.Context, cfg lab.Config, mode string) error {
 			return err
 		}
 	}
-	fmt.Println("\n== starting herald-controller with the demo configuration")
+	fmt.Println("\n== the demo configuration (ConfigMap herald-system/herald, key config.yaml)")
 	fmt.Print(config)
 	if err := l.ApplyHeraldConfig(ctx, config); err != nil {
 		return err
 	}
-	if _, err := l.StartController(ctx, "herald-controller", "--metrics-addr=127.0.0.1:7472"); err != nil {
+	fmt.Printf("== building Herald's images (make images) and pushing them to the lab registry %s\n", lab.RegistryAddr)
+	img, err := l.PushImages(ctx, "demo")
+	if err != nil {
 		return err
 	}
+	fmt.Println("== installing Herald from manifests/ (kubectl apply --server-side -k, images from the lab registry)")
 	if mode == "bgp" {
-		fmt.Println("== starting herald-speaker on every node (BGP: every node advertises the Service's addresses to the router)")
+		fmt.Println("   BGP: every node's speaker advertises the Service's addresses to the router")
 	} else {
-		fmt.Println("== starting herald-speaker on every node (L2: ARP/NDP from one elected node per address)")
+		fmt.Println("   L2: one elected node's speaker answers ARP/NDP for each address")
 	}
-	for _, n := range l.Nodes {
-		if _, err := l.StartSpeaker(ctx, n.Name, "--metrics-addr=127.0.0.1:7473"); err != nil {
-			return err
-		}
+	start := time.Now()
+	if err := l.InstallHerald(ctx, lab.Install{Images: img}); err != nil {
+		return err
 	}
+	fmt.Printf("   rolled out in %.1f s\n", time.Since(start).Seconds())
+	kubectl(l, "-n", lab.HeraldNamespace, "get", "pods", "-o", "wide")
 	fmt.Println("\n== deploying the sample app: 3 pods (one per node) behind Service demo/web (type LoadBalancer)")
 	for i, n := range l.Nodes {
 		if i == 3 {
@@ -108,7 +112,8 @@ func demo(ctx context.Context, cfg lab.Config, mode string) error {
 	fmt.Printf("  the client's neighbour entry: %s", neigh)
 	port := strconv.Itoa(int(svc.Spec.Ports[0].NodePort))
 	fmt.Printf(`
-The lab keeps running. Try:
+The lab keeps running (Herald's pods too; the lab's kubelet ended with
+this command, so nothing restarts them or updates their status). Try:
   go run ./e2e/cmd/lab kubectl -n demo get svc
   go run ./e2e/cmd/lab exec client -- curl -s http://%s/
   go run ./e2e/cmd/lab exec client -- curl -s http://%s:%s/   (NodePort)
@@ -194,7 +199,8 @@ func demoBGP(ctx context.Context, l *lab.Lab, svc *corev1.Service) error {
 	}
 	vip := svc.Status.LoadBalancer.Ingress[0].IP
 	fmt.Printf(`
-The lab keeps running. Try:
+The lab keeps running (Herald's pods too; the lab's kubelet ended with
+this command, so nothing restarts them or updates their status). Try:
   go run ./e2e/cmd/lab kubectl -n demo get svc,events
   go run ./e2e/cmd/lab exec ext -- curl -s http://%s/
   go run ./e2e/cmd/lab exec router -- vtysh --vty_socket %s/frr -c 'show bgp ipv4 unicast'

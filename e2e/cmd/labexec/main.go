@@ -5,18 +5,26 @@
 // container spec does not add, switches user and execs the entrypoint.
 //
 //	labexec -netns /run/netns/NS -root DIR [-bind SRC:DST]... [-ro] [-uid N -gid N]
-//	        [-caps NET_RAW,...] [-no-new-privs] [-workdir DIR] -- ARGV...
+//	        [-caps NET_RAW,...] [-no-new-privs] [-workdir DIR] [-hostname H]
+//	        [-pidfile FILE] -- ARGV...
 //
 // Every step runs on the main OS thread, which is locked, so the namespaces
-// it enters are the ones exec hands to the entrypoint.
+// it enters are the ones the entrypoint inherits. The entrypoint runs as
+// PID 1 of a PID namespace of its own, as in a container: labexec forks it
+// there, writes its host PID to -pidfile (the lab signals that process
+// directly), forwards the signals it gets and exits with its status.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -32,6 +40,7 @@ func (b *binds) Set(s string) error { *b = append(*b, s); return nil }
 
 type options struct {
 	netns, root, caps, workdir string
+	pidfile, hostname          string
 	binds                      binds
 	ro, noNewPrivs             bool
 	uid, gid                   int
@@ -49,43 +58,80 @@ func main() {
 	flag.StringVar(&o.caps, "caps", "", "capabilities to keep, e.g. NET_RAW (all others are dropped)")
 	flag.BoolVar(&o.noNewPrivs, "no-new-privs", false, "set no_new_privs")
 	flag.StringVar(&o.workdir, "workdir", "/", "working directory inside the root")
+	flag.StringVar(&o.hostname, "hostname", "", "the container's hostname (a UTS namespace of its own)")
+	flag.StringVar(&o.pidfile, "pidfile", "", "file to write the entrypoint's host PID to")
 	flag.Parse()
 	o.argv = flag.Args()
 	if o.root == "" || len(o.argv) == 0 {
 		fmt.Fprintln(os.Stderr, "labexec: need -root and a command")
 		os.Exit(2)
 	}
-	if err := run(o); err != nil {
+	code, err := run(o)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "labexec:", err)
 		os.Exit(1)
 	}
+	os.Exit(code)
 }
 
-func run(o options) error {
+func run(o options) (int, error) {
 	if o.netns != "" {
 		if err := enterNetNS(o.netns); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
-		return fmt.Errorf("unshare mount namespace: %w", err)
+		return 0, fmt.Errorf("unshare mount namespace: %w", err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make mounts private: %w", err)
+		return 0, fmt.Errorf("make mounts private: %w", err)
 	}
 	if err := mountRoot(o); err != nil {
-		return err
+		return 0, err
 	}
-	if err := unix.Chroot(o.root); err != nil {
-		return fmt.Errorf("chroot %s: %w", o.root, err)
+	if o.hostname != "" {
+		if err := unix.Unshare(unix.CLONE_NEWUTS); err != nil {
+			return 0, fmt.Errorf("unshare UTS namespace: %w", err)
+		}
+		if err := unix.Sethostname([]byte(o.hostname)); err != nil {
+			return 0, fmt.Errorf("hostname: %w", err)
+		}
 	}
-	if err := unix.Chdir(o.workdir); err != nil {
-		return fmt.Errorf("chdir %s: %w", o.workdir, err)
+	if err := dropCapabilities(o); err != nil {
+		return 0, err
 	}
-	if err := dropPrivileges(o); err != nil {
-		return err
+	// The path is the image's: no lookup on the host.
+	cmd := &exec.Cmd{Path: o.argv[0], Args: o.argv, Env: os.Environ(), Stdout: os.Stdout, Stderr: os.Stderr}
+	cmd.Dir = o.workdir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: o.root, Cloneflags: syscall.CLONE_NEWPID}
+	if o.uid >= 0 || o.gid >= 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(max(o.uid, 0)), Gid: uint32(max(o.gid, 0)), Groups: []uint32{}}
 	}
-	return unix.Exec(o.argv[0], o.argv, os.Environ())
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	if o.pidfile != "" {
+		if err := os.WriteFile(o.pidfile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+			_ = cmd.Process.Kill()
+			return 0, err
+		}
+	}
+	go func() {
+		for s := range sigs {
+			_ = cmd.Process.Signal(s)
+		}
+	}()
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	}
+	return 0, err
 }
 
 func enterNetNS(path string) error {
@@ -176,10 +222,10 @@ func bind(src, dst string, ro bool) error {
 	return nil
 }
 
-// dropPrivileges keeps only the listed capabilities in the bounding set (a
-// root process then holds exactly those after exec; others hold none), sets
-// no_new_privs and switches to the container's user.
-func dropPrivileges(o options) error {
+// dropCapabilities keeps only the listed capabilities in the bounding set
+// (a root process then holds exactly those after exec; others hold none)
+// and sets no_new_privs; the child inherits both. Its user is set at fork.
+func dropCapabilities(o options) error {
 	keep := map[int]bool{}
 	for c := range strings.SplitSeq(o.caps, ",") {
 		if c = strings.TrimSpace(c); c == "" {
@@ -202,19 +248,6 @@ func dropPrivileges(o options) error {
 	if o.noNewPrivs {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("no_new_privs: %w", err)
-		}
-	}
-	if o.gid >= 0 {
-		if err := syscall.Setgroups(nil); err != nil {
-			return err
-		}
-		if err := syscall.Setgid(o.gid); err != nil {
-			return err
-		}
-	}
-	if o.uid >= 0 {
-		if err := syscall.Setuid(o.uid); err != nil {
-			return err
 		}
 	}
 	return nil
