@@ -76,7 +76,7 @@ type routeWatch struct {
 	start  time.Time
 	// Written by the polling goroutine, read after done is closed.
 	polls, missing, errs int
-	stale                int // polls that found only stale paths
+	stale                int // polls that found a stale path (kept by graceful restart)
 	gaps                 []string
 }
 
@@ -101,10 +101,10 @@ func watchRoute(t *testing.T, l *lab.Lab, vip string) *routeWatch {
 			case len(paths) == 0 || len(rib) == 0:
 				w.missing++
 				if len(w.gaps) < 5 {
-					w.gaps = append(w.gaps, fmt.Sprintf("at %v: %d paths, installed next hops %v",
-						time.Since(w.start).Round(time.Millisecond), len(paths), rib))
+					w.gaps = append(w.gaps, fmt.Sprintf("at %v (%s): %d paths, installed next hops %v",
+						time.Since(w.start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"), len(paths), rib))
 				}
-			case !slices.ContainsFunc(paths, func(p lab.Path) bool { return !p.Stale }):
+			case slices.ContainsFunc(paths, func(p lab.Path) bool { return p.Stale }):
 				w.stale++
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -130,6 +130,6 @@ func (w *routeWatch) expectKept(t *testing.T, during string) {
 	case w.missing > 0:
 		t.Errorf("%d of %d polls found no route to %s at the router %s: %v", w.missing, w.polls, w.prefix, during, w.gaps)
 	default:
-		t.Logf("the router held %s at all %d polls %s (%d with only stale paths, %d read errors)", w.prefix, w.polls, during, w.stale, w.errs)
+		t.Logf("the router held %s at all %d polls %s (%d with a stale path, %d read errors)", w.prefix, w.polls, during, w.stale, w.errs)
 	}
 }

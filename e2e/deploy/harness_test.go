@@ -147,7 +147,7 @@ func startProbe(t *testing.T, l *lab.Lab, ns, vip string) *probe {
 			if err != nil {
 				p.failed++
 				if len(p.failures) < 5 {
-					p.failures = append(p.failures, fmt.Sprintf("at %v: %v", time.Since(p.start).Round(time.Millisecond), err))
+					p.failures = append(p.failures, fmt.Sprintf("at %v (%s): %v", time.Since(p.start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"), err))
 				}
 			}
 			select {
