@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,14 +38,36 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(lab.TestMain(m, lab.Config{Prefix: "hct", ControlPlaneOnly: true}, nil, func(l *lab.Lab, skip string) { shared, skipReason = l, skip }))
+	os.Exit(lab.TestMain(m, lab.Config{Prefix: "hct", ControlPlaneOnly: true}, installRBAC, func(l *lab.Lab, skip string) { shared, skipReason = l, skip }))
+}
+
+// installRBAC applies the controller's ServiceAccount and permissions from
+// manifests/: the controllers under test run with exactly those.
+func installRBAC(ctx context.Context, l *lab.Lab) error {
+	return l.ApplyManifests(ctx, "namespace.yaml", "rbac-controller.yaml")
+}
+
+// controllerClient authenticates as the ServiceAccount herald-controller.
+var controllerClient = sync.OnceValues(func() (kubernetes.Interface, error) {
+	return shared.ServiceAccountClient(context.Background(), "herald-system", "herald-controller")
+})
+
+// grantController gives herald-controller in ns what manifests/ gives it in
+// herald-system (the tests keep their ConfigMap and Lease in ns).
+func grantController(t *testing.T, ns string) {
+	t.Helper()
+	if err := shared.CopyRole(t.Context(), "herald-system", "herald-controller", ns); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // env is one test's corner of the cluster: its config namespace, lb class
-// and a running controller.
+// and a running controller. The test acts as admin (kube); the controller
+// runs as its ServiceAccount (ctl).
 type env struct {
 	t       *testing.T
 	kube    kubernetes.Interface
+	ctl     kubernetes.Interface
 	ns      string // holds the ConfigMap; also the default namespace for Services
 	class   string
 	metrics *prometheus.Registry
@@ -65,6 +88,12 @@ func newEnv(t *testing.T, cfgYAML string) *env {
 	}
 	e := &env{t: t, kube: shared.Kube(), ns: name, class: "herald.dev/" + name}
 	e.createNamespace(e.ns, nil)
+	grantController(t, e.ns)
+	ctl, err := controllerClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ctl = ctl
 	if cfgYAML != "" {
 		e.setConfig(cfgYAML)
 	}
@@ -80,12 +109,12 @@ func (e *env) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stop, e.done = cancel, make(chan struct{})
 	e.metrics = prometheus.NewRegistry()
-	all := informers.NewSharedInformerFactory(e.kube, 0)
-	own := informers.NewSharedInformerFactoryWithOptions(e.kube, 0, informers.WithNamespace(e.ns))
+	all := informers.NewSharedInformerFactory(e.ctl, 0)
+	own := informers.NewSharedInformerFactoryWithOptions(e.ctl, 0, informers.WithNamespace(e.ns))
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: e.kube.CoreV1().Events("")})
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: e.ctl.CoreV1().Events("")})
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "herald-controller"})
-	c := controller.New(e.kube, all.Core().V1().Services(), all.Core().V1().Namespaces(), own.Core().V1().ConfigMaps(),
+	c := controller.New(e.ctl, all.Core().V1().Services(), all.Core().V1().Namespaces(), own.Core().V1().ConfigMaps(),
 		recorder, controller.NewMetrics(e.metrics), zaptest.NewLogger(e.t).Named(e.ns),
 		controller.Options{Namespace: e.ns, ConfigName: "herald", LBClass: e.class})
 	all.Start(ctx.Done())

@@ -272,6 +272,7 @@ func newProcEnv(t *testing.T) *procEnv {
 		t.Fatal(err)
 	}
 	p.createNamespace(p.ns, nil)
+	grantController(t, p.ns)
 	p.setConfig(torturePools)
 	t.Cleanup(func() {
 		for _, pr := range p.all() {
@@ -305,14 +306,25 @@ var controllerBinary = sync.OnceValues(func() (string, error) {
 	return shared.Build(context.Background(), "github.com/heraldlb/herald/cmd/herald-controller")
 })
 
+// controllerKubeconfig authenticates as the ServiceAccount herald-controller.
+var controllerKubeconfig = sync.OnceValues(func() (string, error) {
+	path, _, err := shared.ServiceAccountKubeconfig(context.Background(), "herald-system", "herald-controller")
+	return path, err
+})
+
 // start runs herald-controller, as lab.StartController does, for this env's
-// namespace (ConfigMap and Lease) and class. Safe from any goroutine.
+// namespace (ConfigMap and Lease) and class, with the ServiceAccount
+// herald-controller's permissions. Safe from any goroutine.
 func (p *procEnv) start(suffix string, flags ...string) (lab.Proc, error) {
 	bin, err := controllerBinary()
 	if err != nil {
 		return lab.Proc{}, err
 	}
-	argv := append([]string{bin, "--kubeconfig=" + shared.Kubeconfig(), "--namespace=" + p.ns, "--lb-class=" + p.class,
+	kubeconfig, err := controllerKubeconfig()
+	if err != nil {
+		return lab.Proc{}, err
+	}
+	argv := append([]string{bin, "--kubeconfig=" + kubeconfig, "--namespace=" + p.ns, "--lb-class=" + p.class,
 		"--metrics-addr=", "--workers=4"}, flags...)
 	pr, err := shared.StartProcess(p.ns+"-"+suffix, shared.ControlPlaneNS(), argv...)
 	if err != nil {

@@ -125,9 +125,13 @@ func (m *Members) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			err := ml.Leave(time.Second)
-			_ = ml.Shutdown()
-			return err
+			// Leaving is a courtesy that speeds up the others' view; when
+			// every speaker stops at once (uninstall) nobody is left to
+			// hear it, and that is no reason to exit with an error.
+			if err := ml.Leave(time.Second); err != nil {
+				m.opts.Log.Info("left the speakers without a goodbye", zap.Error(err))
+			}
+			return ml.Shutdown()
 		case <-tick.C:
 			m.rejoin(ml)
 			if m.settleTick() {

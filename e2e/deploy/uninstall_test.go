@@ -2,12 +2,16 @@ package deploy
 
 import (
 	"net/netip"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/heraldlb/herald/e2e/lab"
 )
 
 func TestUninstallWithdrawsEverything(t *testing.T) {
@@ -36,10 +40,27 @@ func TestUninstallWithdrawsEverything(t *testing.T) {
 	getEventually(t, l, l.ExternalNS(), routed, 30*time.Second)
 
 	start := time.Now()
+	logFrom := map[string]int64{}
+	for _, n := range l.Nodes {
+		if fi, err := os.Stat(l.LogPath(lab.SpeakerName(n.Name))); err == nil {
+			logFrom[n.Name] = fi.Size()
+		}
+	}
 	if err := l.UninstallHerald(ctx, *in); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("uninstalled in %v", time.Since(start).Round(time.Millisecond))
+	// Every speaker stops at once: leaving memberlist finds nobody to tell,
+	// which is no error (it was one, and every speaker exited 1).
+	for _, n := range l.Nodes {
+		b, err := os.ReadFile(l.LogPath(lab.SpeakerName(n.Name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b[min(logFrom[n.Name], int64(len(b))):]), `"level":"error"`) {
+			t.Errorf("the speaker on %s logged an error while uninstalled (see %s)", n.Name, l.LogPath(lab.SpeakerName(n.Name)))
+		}
+	}
 	// A client that resolved an address before keeps its neighbour entry
 	// for a while, and kube-proxy still forwards the address: say whether
 	// such a client still gets through.
