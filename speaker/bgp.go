@@ -2,10 +2,12 @@ package speaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
@@ -69,6 +71,11 @@ func (s *Speaker) openSessions(ctx context.Context) {
 		return
 	}
 	d := DecideBGP(cfg.Config, nil, NodeInfo{Name: node.Name, Labels: node.Labels})
+	for _, p := range d.Peers {
+		if p.PasswordSecret != nil {
+			s.secrets.Wait(ctx, p.PasswordSecret.Name, 5*time.Second)
+		}
+	}
 	desired, _ := s.desiredBGP(cfg, d, node) // the first full decision reports problems
 	desired.Peers = slices.DeleteFunc(desired.Peers, func(p bgp.Peer) bool { return p.GracefulRestart })
 	if len(desired.Peers) == 0 {
@@ -115,6 +122,8 @@ func (s *Speaker) desiredBGP(cfg config.State, d BGPDecision, node *corev1.Node)
 	out.RouterID = out.NextHopV4
 	idFrom := ""
 	open := map[string]bool{}
+	secrets := map[string]bool{} // the password Secrets these peers name
+	defer s.secrets.Retain(secrets)
 	for _, p := range d.Peers {
 		switch {
 		case !p.RouterID.IsValid():
@@ -126,6 +135,9 @@ func (s *Speaker) desiredBGP(cfg config.State, d BGPDecision, node *corev1.Node)
 		from := cfg.Config
 		if _, inForce := cfg.Config.Peer(p.Name); !inForce && cfg.Accepted != nil {
 			from = cfg.Accepted
+		}
+		if p.PasswordSecret != nil {
+			secrets[p.PasswordSecret.Name] = true
 		}
 		peer, ok, err := s.bgpPeer(from, p)
 		if err != nil {
@@ -188,8 +200,13 @@ func (s *Speaker) bgpPeer(cfg *config.Config, p config.BGPPeer) (peer bgp.Peer, 
 		return peer, true, nil
 	}
 	ref := *p.PasswordSecret
-	secret, err := s.secrets.Secrets(s.opts.Namespace).Get(ref.Name)
-	if err == nil {
+	secret, err := s.secrets.Get(ref.Name)
+	if errors.Is(err, errNotRead) {
+		err = nil // its first read pokes the loop
+		if _, known := s.bgpState.passwords[ref]; !known {
+			return bgp.Peer{}, false, nil
+		}
+	} else if err == nil {
 		if v, found := secret.Data[ref.Key]; found {
 			s.bgpState.passwords[ref] = string(v)
 		} else {

@@ -49,7 +49,7 @@ type Informers struct {
 	EndpointSlices discoveryinformers.EndpointSliceInformer
 	Nodes          coreinformers.NodeInformer
 	ConfigMaps     coreinformers.ConfigMapInformer // Herald's ConfigMap
-	Secrets        coreinformers.SecretInformer    // Herald's namespace: BGP passwords
+	Secrets        *Secrets                        // BGP password Secrets, each read by name
 }
 
 // Speaker decides what this node announces and keeps l2, bgp and the
@@ -60,9 +60,9 @@ type Speaker struct {
 	slices     cache.Indexer // EndpointSlices, indexed byService
 	nodes      corelisters.NodeLister
 	configMaps corelisters.ConfigMapLister
-	secrets    corelisters.SecretLister
+	secrets    *Secrets
 	synced     []cache.InformerSynced
-	early      []cache.InformerSynced // what BGP sessions need: Nodes, config, Secrets
+	early      []cache.InformerSynced // what BGP sessions need: Nodes, config
 	members    *Members
 	l2         Announcer
 	bgp        BGP
@@ -93,14 +93,14 @@ func New(kube kubernetes.Interface, inf Informers, members *Members, l2 Announce
 	recorder record.EventRecorder, metrics *Metrics, log *zap.Logger, opts Options,
 ) *Speaker {
 	informers := []cache.SharedIndexInformer{inf.Services.Informer(), inf.EndpointSlices.Informer(),
-		inf.Nodes.Informer(), inf.ConfigMaps.Informer(), inf.Secrets.Informer()}
+		inf.Nodes.Informer(), inf.ConfigMaps.Informer()}
 	s := &Speaker{
 		opts:       opts,
 		services:   inf.Services.Lister(),
 		slices:     inf.EndpointSlices.Informer().GetIndexer(),
 		nodes:      inf.Nodes.Lister(),
 		configMaps: inf.ConfigMaps.Lister(),
-		secrets:    inf.Secrets.Lister(),
+		secrets:    inf.Secrets,
 		members:    members,
 		l2:         l2,
 		bgp:        bgp,
@@ -124,7 +124,7 @@ func New(kube kubernetes.Interface, inf Informers, members *Members, l2 Announce
 		s.synced = append(s.synced, i.HasSynced)
 		_, _ = i.AddEventHandler(handler)
 	}
-	s.early = []cache.InformerSynced{inf.Nodes.Informer().HasSynced, inf.ConfigMaps.Informer().HasSynced, inf.Secrets.Informer().HasSynced}
+	s.early = []cache.InformerSynced{inf.Nodes.Informer().HasSynced, inf.ConfigMaps.Informer().HasSynced}
 	return s
 }
 
@@ -158,6 +158,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), s.early...) {
 		return errors.New("caches did not sync")
 	}
+	s.secrets.Start(ctx, s.poke)
 	s.openSessions(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return errors.New("caches did not sync")

@@ -92,7 +92,7 @@ type scenario struct {
 	Communities bool
 }
 
-const passwordSecret = "tor-pw"
+const passwordSecret = "herald-bgp-passwords" // the name Role herald-speaker lets the speaker read
 
 // yaml is the Herald configuration for s: one peer "tor", one advertisement
 // of pool "bgp" to it.

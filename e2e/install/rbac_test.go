@@ -14,7 +14,9 @@ import (
 	"go.yaml.in/yaml/v3"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -212,4 +214,29 @@ func lines(perms map[permission]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestSpeakerReadsOnlyItsSecrets: the speaker may read the memberlist key
+// and the BGP password Secret by name, and list no other Secret: a watch
+// without a name, or for another name, is refused.
+func TestSpeakerReadsOnlyItsSecrets(t *testing.T) {
+	if shared == nil {
+		t.Skip("no lab: " + skipReason)
+	}
+	kube, err := shared.ServiceAccountClient(t.Context(), heraldNamespace, "herald-speaker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := kube.CoreV1().Secrets(heraldNamespace)
+	byName := func(name string) metav1.ListOptions {
+		return metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()}
+	}
+	if _, err := secrets.List(t.Context(), byName("herald-bgp-passwords")); err != nil {
+		t.Errorf("list herald-bgp-passwords by name: %v", err)
+	}
+	for what, opts := range map[string]metav1.ListOptions{"every Secret": {}, "another Secret by name": byName("tor-pw")} {
+		if _, err := secrets.List(t.Context(), opts); !apierrors.IsForbidden(err) {
+			t.Errorf("list %s: got %v, want Forbidden", what, err)
+		}
+	}
 }
