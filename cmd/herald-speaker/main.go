@@ -128,11 +128,11 @@ func runWith(ctx context.Context, log *zap.Logger, f flags, kube kubernetes.Inte
 	announcer := l2.New(l2.Options{Log: log.Named("l2"), Registerer: reg, GratuitousRepeat: f.gratuitousRepeat,
 		GratuitousInterval: f.gratuitousInterval, RefreshInterval: f.refresh})
 	all := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(speaker.Trim))
-	// Herald's namespace: the ConfigMap, the controller's record of it and BGP passwords.
+	// Herald's namespace: the ConfigMap and the controller's record of it.
 	own := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(f.namespace))
 	bgpServer := bgp.New(bgp.Options{Log: log.Named("bgp"), Registerer: reg})
 	inf := speaker.Informers{Services: all.Core().V1().Services(), EndpointSlices: all.Discovery().V1().EndpointSlices(),
-		Nodes: all.Core().V1().Nodes(), ConfigMaps: own.Core().V1().ConfigMaps(), Secrets: own.Core().V1().Secrets()}
+		Nodes: all.Core().V1().Nodes(), ConfigMaps: own.Core().V1().ConfigMaps(), Secrets: speaker.NewSecrets(kube, f.namespace)}
 	sp := speaker.New(kube, inf, members, announcer, bgpServer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
 		speaker.Options{Node: f.node, Namespace: f.namespace, ConfigName: f.configName, LBClass: f.lbClass, HandBack: f.handBack, Interfaces: l2.InterfacesFor})
 	running.Store(sp)
