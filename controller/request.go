@@ -29,6 +29,35 @@ const (
 	AnnotationGrantedRequest = "herald.dev/granted-request"
 )
 
+// MetalLB's Service annotations are accepted as aliases of Herald's, so
+// Services need no edit when they move over: both of its prefixes, with
+// the same meaning and syntax.
+var aliases = map[string][]string{
+	AnnotationIPs:        {"metallb.universe.tf/loadBalancerIPs", "metallb.io/loadBalancerIPs"},
+	AnnotationPool:       {"metallb.universe.tf/address-pool", "metallb.io/address-pool"},
+	AnnotationSharingKey: {"metallb.universe.tf/allow-shared-ip", "metallb.io/allow-shared-ip"},
+}
+
+// annotation reads one of Herald's request annotations or its MetalLB
+// aliases: the name found, its value, whether any is set, and an error when
+// two of them disagree.
+func annotation(svc *corev1.Service, name string) (string, string, bool, error) {
+	found, value, ok := "", "", false
+	for _, n := range append([]string{name}, aliases[name]...) {
+		v, set := svc.Annotations[n]
+		if !set {
+			continue
+		}
+		if ok && strings.TrimSpace(v) != strings.TrimSpace(value) {
+			return "", "", false, fmt.Errorf("%w: annotations %s %q and %s %q disagree; set one", errInvalidRequest, found, value, n, v)
+		}
+		if !ok {
+			found, value, ok = n, v, true
+		}
+	}
+	return found, value, ok, nil
+}
+
 // errInvalidRequest marks a request the Service itself gets wrong; retrying
 // cannot help until the Service changes.
 var errInvalidRequest = errors.New("invalid request")
@@ -68,8 +97,6 @@ func RequestFor(svc *corev1.Service, nsLabels map[string]string) (ipam.Request, 
 		Namespace:       svc.Namespace,
 		ServiceLabels:   svc.Labels,
 		NamespaceLabels: nsLabels,
-		Pool:            strings.TrimSpace(svc.Annotations[AnnotationPool]),
-		SharingKey:      strings.TrimSpace(svc.Annotations[AnnotationSharingKey]),
 		Local:           svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 		BackendKey:      labels.SelectorFromSet(svc.Spec.Selector).String(),
 	}
@@ -81,9 +108,25 @@ func RequestFor(svc *corev1.Service, nsLabels map[string]string) (ipam.Request, 
 		}
 		req.Ports = append(req.Ports, ipam.Port{Protocol: proto, Port: uint16(p.Port)})
 	}
-	if v, ok := svc.Annotations[AnnotationIPs]; ok {
+	_, pool, _, err := annotation(svc, AnnotationPool)
+	if err != nil {
+		return req, err
+	}
+	_, key, _, err := annotation(svc, AnnotationSharingKey)
+	if err != nil {
+		return req, err
+	}
+	req.Pool, req.SharingKey = strings.TrimSpace(pool), strings.TrimSpace(key)
+	name, v, ok, err := annotation(svc, AnnotationIPs)
+	if err != nil {
+		return req, err
+	}
+	if ok {
 		ips, err := ParseIPs(v)
 		if err != nil {
+			if name != AnnotationIPs {
+				err = errors.New(strings.Replace(err.Error(), AnnotationIPs, name, 1))
+			}
 			return req, fmt.Errorf("%w: %w", errInvalidRequest, err)
 		}
 		req.Addresses = ips
@@ -94,7 +137,7 @@ func RequestFor(svc *corev1.Service, nsLabels map[string]string) (ipam.Request, 
 			return req, fmt.Errorf("%w: spec.loadBalancerIP %q is not an IP address", errInvalidRequest, lbIP)
 		}
 		if req.Addresses != nil && !slices.Equal(req.Addresses, []netip.Addr{a}) {
-			return req, fmt.Errorf("%w: spec.loadBalancerIP %s and annotation %s %q disagree; set one", errInvalidRequest, a, AnnotationIPs, svc.Annotations[AnnotationIPs])
+			return req, fmt.Errorf("%w: spec.loadBalancerIP %s and annotation %s %q disagree; set one", errInvalidRequest, a, name, v)
 		}
 		req.Addresses = []netip.Addr{a}
 	}

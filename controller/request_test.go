@@ -116,6 +116,25 @@ func TestRequestFor(t *testing.T) {
 			want: with(func(r *ipam.Request) { r.Addresses = []netip.Addr{netip.MustParseAddr("198.51.100.7")} })},
 		{name: "both disagree", svc: lbService(annotate(controller.AnnotationIPs, "198.51.100.7"), func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.8" }), wantErr: true},
 		{name: "bad annotation", svc: lbService(annotate(controller.AnnotationIPs, "x")), wantErr: true},
+		{name: "metallb legacy annotations", svc: lbService(func(s *corev1.Service) {
+			s.Annotations = map[string]string{"metallb.universe.tf/loadBalancerIPs": "198.51.100.7,2001:db8::7",
+				"metallb.universe.tf/address-pool": "lan", "metallb.universe.tf/allow-shared-ip": "dns"}
+		}), want: with(func(r *ipam.Request) {
+			r.Pool, r.SharingKey = "lan", "dns"
+			r.Addresses = []netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::7")}
+		})},
+		{name: "metallb.io annotations", svc: lbService(func(s *corev1.Service) {
+			s.Annotations = map[string]string{"metallb.io/loadBalancerIPs": "198.51.100.7", "metallb.io/address-pool": "lan", "metallb.io/allow-shared-ip": "dns"}
+		}), want: with(func(r *ipam.Request) {
+			r.Pool, r.SharingKey, r.Addresses = "lan", "dns", []netip.Addr{netip.MustParseAddr("198.51.100.7")}
+		})},
+		{name: "herald and metallb agree", svc: lbService(func(s *corev1.Service) {
+			s.Annotations = map[string]string{controller.AnnotationPool: "lan", "metallb.io/address-pool": " lan"}
+		}), want: with(func(r *ipam.Request) { r.Pool = "lan" })},
+		{name: "herald and metallb disagree", svc: lbService(func(s *corev1.Service) {
+			s.Annotations = map[string]string{controller.AnnotationPool: "lan", "metallb.universe.tf/address-pool": "wan"}
+		}), wantErr: true},
+		{name: "bad metallb addresses", svc: lbService(annotate("metallb.io/loadBalancerIPs", "198.51.100.7,198.51.100.8")), wantErr: true},
 		{name: "local", svc: lbService(func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }),
 			want: with(func(r *ipam.Request) { r.Local = true })},
 		{name: "require dual v6 first", svc: lbService(func(s *corev1.Service) {
