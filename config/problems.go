@@ -32,6 +32,38 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
+// Problem is one thing wrong with a document, at a place in it.
+type Problem struct {
+	Path string // e.g. "pools[0].addresses[1]", in the document's own words
+	Err  error
+}
+
+func (p *Problem) Error() string { return p.Path + ": " + p.Err.Error() }
+func (p *Problem) Unwrap() error { return p.Err }
+
+// Problems lists the problems in an error from Parse or ParseMetalLB, one
+// per problem; an error that is not a list of problems is one entry with
+// no path.
+func Problems(err error) []Problem {
+	if err == nil {
+		return nil
+	}
+	var out []Problem
+	list := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	for _, e := range list {
+		var p *Problem
+		if errors.As(e, &p) {
+			out = append(out, *p)
+		} else {
+			out = append(out, Problem{Err: e})
+		}
+	}
+	return out
+}
+
 // problems collects everything wrong with a document, each entry starting
 // with the place it concerns.
 type problems struct {
@@ -63,7 +95,7 @@ func (p *problems) add(at string, err error) {
 	if p.under(at) {
 		return
 	}
-	e := fmt.Errorf("%s: %w", at, err)
+	e := &Problem{Path: at, Err: err}
 	if p.seen[e.Error()] {
 		return
 	}
