@@ -17,6 +17,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
+// PasswordSecret is the Secret for BGP passwords (a key per peer) that
+// manifests/ lets the speaker read; other names must be added to Role
+// herald-speaker.
+const PasswordSecret = "herald-bgp-passwords"
+
 // Secrets reads the BGP password Secrets the configuration names, each
 // with its own name-selected watch, so the speaker never lists the
 // namespace's other Secrets and its Role can name exactly the Secrets it

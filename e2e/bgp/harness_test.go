@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/heraldlb/herald/e2e/lab"
+	"github.com/heraldlb/herald/speaker"
 )
 
 var (
@@ -92,7 +93,7 @@ type scenario struct {
 	Communities bool
 }
 
-const passwordSecret = "herald-bgp-passwords" // the name Role herald-speaker lets the speaker read
+const passwordSecret = speaker.PasswordSecret // the name Role herald-speaker lets the speaker read
 
 // yaml is the Herald configuration for s: one peer "tor", one advertisement
 // of pool "bgp" to it.
