@@ -55,12 +55,12 @@ func Parse(b []byte) (*Config, error) {
 // whose absence means "default" are pointers; durations stay text until
 // validation so that their errors name their place.
 type document struct {
-	Pools             []rawPool             `yaml:"pools"`
-	L2Advertisements  []rawL2Advertisement  `yaml:"l2Advertisements"`
-	BGPPeers          []rawPeer             `yaml:"bgpPeers"`
-	BFDProfiles       []rawBFDProfile       `yaml:"bfdProfiles"`
-	Communities       []rawCommunity        `yaml:"communities"`
-	BGPAdvertisements []rawBGPAdvertisement `yaml:"bgpAdvertisements"`
+	Pools             []rawPool             `yaml:"pools,omitempty"`
+	L2Advertisements  []rawL2Advertisement  `yaml:"l2Advertisements,omitempty"`
+	BGPPeers          []rawPeer             `yaml:"bgpPeers,omitempty"`
+	BFDProfiles       []rawBFDProfile       `yaml:"bfdProfiles,omitempty"`
+	Communities       []rawCommunity        `yaml:"communities,omitempty"`
+	BGPAdvertisements []rawBGPAdvertisement `yaml:"bgpAdvertisements,omitempty"`
 }
 
 // locate gives every element of a Herald document its place.
@@ -86,87 +86,87 @@ func (d *document) locate() {
 }
 
 type rawPool struct {
-	Name          string         `yaml:"name"`
-	Addresses     []string       `yaml:"addresses"`
-	AutoAssign    *bool          `yaml:"autoAssign"`
-	AvoidBuggyIPs bool           `yaml:"avoidBuggyIPs"`
-	Allocation    *rawAllocation `yaml:"allocation"`
+	Name          string         `yaml:"name,omitempty"`
+	Addresses     []string       `yaml:"addresses,omitempty"`
+	AutoAssign    *bool          `yaml:"autoAssign,omitempty"`
+	AvoidBuggyIPs bool           `yaml:"avoidBuggyIPs,omitempty"`
+	Allocation    *rawAllocation `yaml:"allocation,omitempty"`
 	at            place
 }
 
 type rawAllocation struct {
-	Namespaces        []string     `yaml:"namespaces"`
-	NamespaceSelector *rawSelector `yaml:"namespaceSelector"`
-	ServiceSelector   *rawSelector `yaml:"serviceSelector"`
-	Priority          int64        `yaml:"priority"`
+	Namespaces        []string     `yaml:"namespaces,omitempty"`
+	NamespaceSelector *rawSelector `yaml:"namespaceSelector,omitempty"`
+	ServiceSelector   *rawSelector `yaml:"serviceSelector,omitempty"`
+	Priority          int64        `yaml:"priority,omitempty"`
 }
 
 // rawSelector is a Kubernetes label selector as written.
 type rawSelector struct {
-	MatchLabels      map[string]string `yaml:"matchLabels"`
-	MatchExpressions []rawRequirement  `yaml:"matchExpressions"`
+	MatchLabels      map[string]string `yaml:"matchLabels,omitempty"`
+	MatchExpressions []rawRequirement  `yaml:"matchExpressions,omitempty"`
 }
 
 type rawRequirement struct {
-	Key      string   `yaml:"key"`
-	Operator string   `yaml:"operator"`
-	Values   []string `yaml:"values"`
+	Key      string   `yaml:"key,omitempty"`
+	Operator string   `yaml:"operator,omitempty"`
+	Values   []string `yaml:"values,omitempty"`
 }
 
 type rawL2Advertisement struct {
-	Name         string       `yaml:"name"`
-	Pools        []string     `yaml:"pools"`
-	NodeSelector *rawSelector `yaml:"nodeSelector"`
-	Interfaces   []string     `yaml:"interfaces"`
+	Name         string       `yaml:"name,omitempty"`
+	Pools        []string     `yaml:"pools,omitempty"`
+	NodeSelector *rawSelector `yaml:"nodeSelector,omitempty"`
+	Interfaces   []string     `yaml:"interfaces,omitempty"`
 	at           place
 }
 
 type rawPeer struct {
-	Name            string        `yaml:"name"`
-	Address         string        `yaml:"address"`
-	Port            *int64        `yaml:"port"`
-	ASN             *int64        `yaml:"asn"`
-	MyASN           *int64        `yaml:"myASN"`
-	RouterID        string        `yaml:"routerID"`
-	SourceAddress   string        `yaml:"sourceAddress"`
-	HoldTime        *string       `yaml:"holdTime"`
-	KeepaliveTime   *string       `yaml:"keepaliveTime"`
-	ConnectTime     *string       `yaml:"connectTime"`
-	EBGPMultihop    bool          `yaml:"ebgpMultihop"`
-	PasswordSecret  *rawSecretRef `yaml:"passwordSecret"`
-	BFDProfile      string        `yaml:"bfdProfile"`
-	GracefulRestart bool          `yaml:"gracefulRestart"`
-	NodeSelector    *rawSelector  `yaml:"nodeSelector"`
+	Name            string        `yaml:"name,omitempty"`
+	Address         string        `yaml:"address,omitempty"`
+	Port            *int64        `yaml:"port,omitempty"`
+	ASN             *int64        `yaml:"asn,omitempty"`
+	MyASN           *int64        `yaml:"myASN,omitempty"`
+	RouterID        string        `yaml:"routerID,omitempty"`
+	SourceAddress   string        `yaml:"sourceAddress,omitempty"`
+	HoldTime        *string       `yaml:"holdTime,omitempty"`
+	KeepaliveTime   *string       `yaml:"keepaliveTime,omitempty"`
+	ConnectTime     *string       `yaml:"connectTime,omitempty"`
+	EBGPMultihop    bool          `yaml:"ebgpMultihop,omitempty"`
+	PasswordSecret  *rawSecretRef `yaml:"passwordSecret,omitempty"`
+	BFDProfile      string        `yaml:"bfdProfile,omitempty"`
+	GracefulRestart bool          `yaml:"gracefulRestart,omitempty"`
+	NodeSelector    *rawSelector  `yaml:"nodeSelector,omitempty"`
 	at              place
 }
 
 type rawSecretRef struct {
-	Name string `yaml:"name"`
-	Key  string `yaml:"key"`
+	Name string `yaml:"name,omitempty"`
+	Key  string `yaml:"key,omitempty"`
 }
 
 type rawBFDProfile struct {
-	Name             string  `yaml:"name"`
-	ReceiveInterval  *string `yaml:"receiveInterval"`
-	TransmitInterval *string `yaml:"transmitInterval"`
-	DetectMultiplier *int64  `yaml:"detectMultiplier"`
+	Name             string  `yaml:"name,omitempty"`
+	ReceiveInterval  *string `yaml:"receiveInterval,omitempty"`
+	TransmitInterval *string `yaml:"transmitInterval,omitempty"`
+	DetectMultiplier *int64  `yaml:"detectMultiplier,omitempty"`
 	at               place
 }
 
 type rawCommunity struct {
-	Name  string `yaml:"name"`
-	Value string `yaml:"value"`
+	Name  string `yaml:"name,omitempty"`
+	Value string `yaml:"value,omitempty"`
 	at    place
 }
 
 type rawBGPAdvertisement struct {
-	Name                string       `yaml:"name"`
-	Pools               []string     `yaml:"pools"`
-	Peers               []string     `yaml:"peers"`
-	AggregationLength   *int64       `yaml:"aggregationLength"`
-	AggregationLengthV6 *int64       `yaml:"aggregationLengthV6"`
-	LocalPref           *int64       `yaml:"localPref"`
-	Communities         []string     `yaml:"communities"`
-	NodeSelector        *rawSelector `yaml:"nodeSelector"`
+	Name                string       `yaml:"name,omitempty"`
+	Pools               []string     `yaml:"pools,omitempty"`
+	Peers               []string     `yaml:"peers,omitempty"`
+	AggregationLength   *int64       `yaml:"aggregationLength,omitempty"`
+	AggregationLengthV6 *int64       `yaml:"aggregationLengthV6,omitempty"`
+	LocalPref           *int64       `yaml:"localPref,omitempty"`
+	Communities         []string     `yaml:"communities,omitempty"`
+	NodeSelector        *rawSelector `yaml:"nodeSelector,omitempty"`
 	at                  place
 }

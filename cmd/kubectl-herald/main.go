@@ -2,9 +2,15 @@
 // (`kubectl herald …`, once the binary is on PATH).
 //
 //	kubectl herald validate -f FILE [-o table|json|yaml]
+//	kubectl herald migrate metallb -f FILE [-f FILE]... [-o table|json|yaml]
 //
 // validate reads a configuration document with the controller's own parser
 // and prints every problem with its place; it exits 1 when there is any.
+// migrate reads MetalLB's configuration (its custom resources, as `kubectl
+// get -n metallb-system ipaddresspools,l2advertisements,bgpadvertisements,
+// bgppeers,bfdprofiles,communities -o yaml` prints them, and its legacy
+// ConfigMap) and prints the equivalent config.yaml, with every setting it
+// cannot carry over and why; it exits 1 when the result is not valid.
 package main
 
 import (
@@ -37,6 +43,8 @@ const usage = `usage: kubectl herald COMMAND [flags]
 
 Commands:
   validate -f FILE    check a configuration document (config.yaml) offline
+  migrate metallb -f FILE...
+                      print the Herald configuration equivalent to MetalLB's
   version             print the version
 
 Run "kubectl herald COMMAND -h" for a command's flags.
@@ -50,6 +58,11 @@ func run(args []string, out io.Writer) error {
 	switch args[0] {
 	case "validate":
 		return validate(args[1:], out)
+	case "migrate":
+		if len(args) < 2 || args[1] != "metallb" {
+			return errors.New("migrate: say what from: migrate metallb -f FILE")
+		}
+		return migrate(args[2:], out)
 	case "version", "--version":
 		fmt.Fprintln(out, version.String("kubectl-herald"))
 		return nil
@@ -84,6 +97,11 @@ func validate(args []string, out io.Writer) error {
 // readDocument reads at most one byte more than a configuration may hold,
 // so that the parser reports the size instead of the CLI reading a huge file.
 func readDocument(name string) ([]byte, error) {
+	return readLimited(name, config.MaxDocumentSize)
+}
+
+// readLimited reads at most limit+1 bytes of a file (or standard input).
+func readLimited(name string, limit int) ([]byte, error) {
 	var r io.Reader = os.Stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -93,5 +111,39 @@ func readDocument(name string) ([]byte, error) {
 		defer f.Close()
 		r = f
 	}
-	return io.ReadAll(io.LimitReader(r, int64(config.MaxDocumentSize)+1))
+	return io.ReadAll(io.LimitReader(r, int64(limit)+1))
+}
+
+type files []string
+
+func (f *files) String() string     { return fmt.Sprint(*f) }
+func (f *files) Set(s string) error { *f = append(*f, s); return nil }
+
+func migrate(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("migrate metallb", flag.ContinueOnError)
+	var in files
+	fs.Var(&in, "f", "a file of MetalLB resources or its ConfigMap (repeatable; - for standard input)")
+	format := fs.String("o", "table", "output format: table (the config.yaml, with comments), json or yaml")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if len(in) == 0 || fs.NArg() > 0 {
+		return errors.New("migrate metallb: give MetalLB's resources with -f FILE")
+	}
+	var stream []byte
+	for _, name := range in {
+		b, err := readLimited(name, config.MaxMigrationSize)
+		if err != nil {
+			return err
+		}
+		stream = append(append(stream, b...), "\n---\n"...)
+	}
+	m := report.Migrate(in, stream)
+	if err := report.Write(out, *format, m); err != nil {
+		return err
+	}
+	if !m.Valid {
+		return errInvalid
+	}
+	return nil
 }

@@ -60,3 +60,34 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestMigrate(t *testing.T) {
+	in, err := os.ReadFile("../../config/testdata/metallb-crs.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := report.Migrate([]string{"metallb-crs.yaml"}, in)
+	if !m.Valid {
+		t.Fatalf("not valid: %+v", m.Problems)
+	}
+	var table bytes.Buffer
+	if err := report.Write(&table, "table", m); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "migrate-metallb.txt", table.Bytes())
+	var js bytes.Buffer
+	if err := report.Write(&js, "json", m); err != nil {
+		t.Fatal(err)
+	}
+	var back report.Migration
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(m, back); diff != "" {
+		t.Errorf("json does not read back (-printed +read):\n%s", diff)
+	}
+	// The table output is itself a configuration document.
+	if v := report.Validate("out", table.Bytes()); !v.Valid {
+		t.Errorf("the printed configuration is not valid: %+v", v.Problems)
+	}
+}
