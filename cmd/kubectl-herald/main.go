@@ -2,7 +2,7 @@
 // (`kubectl herald …`, once the binary is on PATH).
 //
 //	kubectl herald validate -f FILE [-o table|json|yaml]
-//	kubectl herald migrate metallb -f FILE [-f FILE]... [-o table|json|yaml]
+//	kubectl herald migrate metallb (-f FILE [-f FILE]... | --from-cluster) [-o table|json|yaml]
 //
 // validate reads a configuration document with the controller's own parser
 // and prints every problem with its place; it exits 1 when there is any.
@@ -14,11 +14,17 @@
 package main
 
 import (
+	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/heraldlb/herald/cmd/internal/version"
 	"github.com/heraldlb/herald/config"
@@ -43,8 +49,10 @@ const usage = `usage: kubectl herald COMMAND [flags]
 
 Commands:
   validate -f FILE    check a configuration document (config.yaml) offline
-  migrate metallb -f FILE...
+  migrate metallb -f FILE... | --from-cluster
                       print the Herald configuration equivalent to MetalLB's
+
+Commands that read the cluster take kubectl's flags (--kubeconfig, --context, -n, ...).
   version             print the version
 
 Run "kubectl herald COMMAND -h" for a command's flags.
@@ -71,9 +79,9 @@ func run(args []string, out io.Writer) error {
 }
 
 func validate(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	file := fs.String("f", "", "the configuration document (config.yaml; - for standard input)")
-	format := fs.String("o", "table", "output format: table, json or yaml")
+	fs := pflag.NewFlagSet("validate", pflag.ContinueOnError)
+	file := fs.StringP("filename", "f", "", "the configuration document (config.yaml; - for standard input)")
+	format := fs.StringP("output", "o", "table", "output format: table, json or yaml")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -114,31 +122,47 @@ func readLimited(name string, limit int) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(r, int64(limit)+1))
 }
 
-type files []string
-
-func (f *files) String() string     { return fmt.Sprint(*f) }
-func (f *files) Set(s string) error { *f = append(*f, s); return nil }
+// cluster binds kubectl's connection flags (--kubeconfig, --context, -n,
+// --server, ...) and returns the client configuration they name.
+func cluster(fs *pflag.FlagSet) func() clientcmd.ClientConfig {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	overrides := &clientcmd.ConfigOverrides{}
+	fs.StringVar(&rules.ExplicitPath, "kubeconfig", "", "path to the kubeconfig file")
+	clientcmd.BindOverrideFlags(overrides, fs, clientcmd.RecommendedConfigOverrideFlags(""))
+	return func() clientcmd.ClientConfig {
+		return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	}
+}
 
 func migrate(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("migrate metallb", flag.ContinueOnError)
-	var in files
-	fs.Var(&in, "f", "a file of MetalLB resources or its ConfigMap (repeatable; - for standard input)")
-	format := fs.String("o", "table", "output format: table (the config.yaml, with comments), json or yaml")
+	fs := pflag.NewFlagSet("migrate metallb", pflag.ContinueOnError)
+	in := fs.StringArrayP("filename", "f", nil, "a file of MetalLB resources or its ConfigMap (repeatable; - for standard input)")
+	fromCluster := fs.Bool("from-cluster", false, "read MetalLB's resources and ConfigMap from the cluster (namespace metallb-system unless -n)")
+	format := fs.StringP("output", "o", "table", "output format: table (the config.yaml, with comments), json or yaml")
+	conn := cluster(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if len(in) == 0 || fs.NArg() > 0 {
-		return errors.New("migrate metallb: give MetalLB's resources with -f FILE")
+	if (len(*in) > 0) == *fromCluster || fs.NArg() > 0 {
+		return errors.New("migrate metallb: give MetalLB's resources with -f FILE or --from-cluster")
 	}
 	var stream []byte
-	for _, name := range in {
+	var sources []string
+	for _, name := range *in {
 		b, err := readLimited(name, config.MaxMigrationSize)
 		if err != nil {
 			return err
 		}
 		stream = append(append(stream, b...), "\n---\n"...)
+		sources = append(sources, name)
 	}
-	m := report.Migrate(in, stream)
+	if *fromCluster {
+		var err error
+		if stream, sources, err = fromClusterStream(conn(), fs.Changed("namespace")); err != nil {
+			return err
+		}
+	}
+	m := report.Migrate(sources, stream)
 	if err := report.Write(out, *format, m); err != nil {
 		return err
 	}
@@ -146,4 +170,29 @@ func migrate(args []string, out io.Writer) error {
 		return errInvalid
 	}
 	return nil
+}
+
+// fromClusterStream reads MetalLB's configuration from the cluster.
+func fromClusterStream(cc clientcmd.ClientConfig, namespaceGiven bool) ([]byte, []string, error) {
+	rc, err := cc.ClientConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	ns := "metallb-system"
+	if namespaceGiven {
+		if ns, _, err = cc.Namespace(); err != nil {
+			return nil, nil, err
+		}
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return report.MetalLBFromCluster(ctx, dyn, kube, ns)
 }
