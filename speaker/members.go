@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,8 @@ type Members struct {
 	isolated    bool      // this node lost its link and has not rejoined since
 	isolatedAt  time.Time
 	startedAt   time.Time            // when memberlist started
+	triedJoin   bool                 // a join of the known peers has completed (merged, or nobody answered)
+	wake        chan struct{}        // new peers to join: rejoin now, not at the next tick
 	meta        map[string]time.Time // each member's own joined time
 	seenSince   map[string]time.Time // when this node saw each member come alive
 	lastSettled map[string]bool      // Alive() at the last tick
@@ -65,7 +68,7 @@ type Members struct {
 
 // NewMembers prepares membership; Run starts it.
 func NewMembers(opts MemberOptions) *Members {
-	return &Members{opts: opts, changed: make(chan struct{}, 1), meta: map[string]time.Time{}, seenSince: map[string]time.Time{}, carrier: true}
+	return &Members{opts: opts, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1), meta: map[string]time.Time{}, seenSince: map[string]time.Time{}, carrier: true}
 }
 
 // Changes signals (coalesced) that membership or settledness changed.
@@ -82,8 +85,15 @@ func (m *Members) notify() {
 // joins those that are not members.
 func (m *Members) SetPeers(peers []string) {
 	m.mu.Lock()
+	added := slices.ContainsFunc(peers, func(p string) bool { return !slices.Contains(m.peers, p) })
 	m.peers = peers
 	m.mu.Unlock()
+	if added {
+		select {
+		case m.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Run joins the cluster and keeps rejoining known peers that are missing
@@ -132,6 +142,8 @@ func (m *Members) Run(ctx context.Context) error {
 				m.opts.Log.Info("left the speakers without a goodbye", zap.Error(err))
 			}
 			return ml.Shutdown()
+		case <-m.wake:
+			m.rejoin(ml)
 		case <-tick.C:
 			m.rejoin(ml)
 			if m.settleTick() {
@@ -181,8 +193,16 @@ func (m *Members) rejoin(ml *memberlist.Memberlist) {
 		}
 	}
 	m.mu.Unlock()
-	if len(missing) > 0 {
-		_, _ = ml.Join(missing) // failures are expected while peers are down
+	if len(missing) == 0 {
+		return
+	}
+	_, _ = ml.Join(missing) // failures are expected while peers are down
+	m.mu.Lock()
+	first := !m.triedJoin
+	m.triedJoin = true
+	m.mu.Unlock()
+	if first {
+		m.notify() // Joined may have changed
 	}
 }
 
@@ -251,9 +271,12 @@ func (m *Members) joinedOfLocked(name string) time.Time {
 }
 
 // Joined reports whether this node has found the others after starting:
-// every known peer is a member, or a second has passed (some peers are
-// down). Until then it must not announce: alone in its own view it would
-// claim every address.
+// every known peer is a member, or a join of the known peers has completed
+// (it merged the cluster's state, or nobody answered: those peers are
+// down), or, with no peer known after a second, it is alone. Until then it
+// must not announce: alone in its own view it would claim every address
+// (a busy node used to pass a fixed one-second wait before its join, and
+// two nodes then answered for the same addresses).
 func (m *Members) Joined() bool {
 	list := m.members()
 	if list == nil {
@@ -261,7 +284,10 @@ func (m *Members) Joined() bool {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if time.Since(m.startedAt) >= time.Second {
+	if len(m.peers) == 0 {
+		return time.Since(m.startedAt) >= time.Second
+	}
+	if m.triedJoin {
 		return true
 	}
 	members := map[string]bool{}
@@ -273,7 +299,7 @@ func (m *Members) Joined() bool {
 			return false
 		}
 	}
-	return len(m.peers) > 0
+	return true
 }
 
 // Isolated reports whether this node has lost its link (carrier) and not yet

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,7 +137,8 @@ func (s *Speaker) poke() {
 	}
 }
 
-// Ready reports whether the speaker has made its first decision.
+// Ready reports whether the speaker has made its first decision among the
+// other speakers (after joining them).
 func (s *Speaker) Ready() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -168,8 +170,12 @@ func (s *Speaker) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		next := s.reconcile(ctx)
+		joined := s.members.Joined()
 		s.mu.Lock()
-		s.ready, s.lastLoop = true, time.Now()
+		// Ready once it decides among the others: a rolling update then
+		// waits for this speaker to have joined before it stops the next.
+		s.ready = s.ready || joined
+		s.lastLoop = time.Now()
 		s.mu.Unlock()
 		timer.Reset(next)
 		select {
@@ -231,6 +237,7 @@ func (s *Speaker) reconcileL2(cfg config.State, svcs []ServiceInfo, nodes []Node
 			}
 			owned[addr] = ownership{ifaces: ifaces}
 			if !had || !prev.until.IsZero() {
+				s.log.Info("answering for an address", zap.Stringer("ip", addr), zap.Strings("iface", ifaces), zap.String("members", membersView(nodes)))
 				s.status.announced(o.Services, addr, ifaces[0])
 				s.metrics.ownershipChanges.Inc()
 			} else {
@@ -239,6 +246,7 @@ func (s *Speaker) reconcileL2(cfg config.State, svcs []ServiceInfo, nodes []Node
 		case had && o.Node != "":
 			// Another live node takes it: keep answering a little while.
 			if prev.until.IsZero() {
+				s.log.Info("handing an address over", zap.Stringer("ip", addr), zap.String("to", o.Node), zap.String("members", membersView(nodes)))
 				prev.until = now.Add(s.opts.HandBack)
 				s.metrics.ownershipChanges.Inc()
 				s.status.cancel(o.Services, addr) // the new owner reports now
@@ -415,4 +423,23 @@ func (s *Speaker) nodeInfos() []NodeInfo {
 	}
 	s.members.SetPeers(peers)
 	return out
+}
+
+// membersView says how this node sees the others, for the log of an
+// ownership change: each live node, "*" after the settled ones.
+func membersView(nodes []NodeInfo) string {
+	var b strings.Builder
+	for _, n := range nodes {
+		if !n.Alive {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(n.Name)
+		if n.Settled {
+			b.WriteByte('*')
+		}
+	}
+	return b.String()
 }

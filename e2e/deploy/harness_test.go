@@ -235,11 +235,14 @@ func (p *probe) expectNoLossBut(t *testing.T, during string, moves int) {
 }
 
 // macWatch counts how often the client's neighbour entry for an address
-// changes MAC: the moves of that address the client sees.
+// changes MAC: the moves of that address the client sees. A move undone
+// within a second is two nodes answering at once (a planned move waits out
+// a hold-down or a hand-back): flaps counts those.
 type macWatch struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	moves  int
+	flaps  []string
 }
 
 func watchMAC(t *testing.T, l *lab.Lab, ns, vip string) *macWatch {
@@ -248,16 +251,22 @@ func watchMAC(t *testing.T, l *lab.Lab, ns, vip string) *macWatch {
 	want := netip.MustParseAddr(vip)
 	go func() {
 		defer close(w.done)
-		last := ""
+		last, prev, lastMove := "", "", time.Time{}
 		for ctx.Err() == nil {
 			if ns, err := l.Neighbours(ctx, ns); err == nil {
 				for _, n := range ns {
-					if n.IP == want && n.MAC != "" && n.MAC != last {
-						if last != "" {
-							w.moves++
-						}
-						last = n.MAC
+					if n.IP != want || n.MAC == "" || n.MAC == last {
+						continue
 					}
+					if last != "" {
+						w.moves++
+						if n.MAC == prev && time.Since(lastMove) < time.Second {
+							w.flaps = append(w.flaps, fmt.Sprintf("%s -> %s -> %s within %v at %s", prev, last, n.MAC,
+								time.Since(lastMove).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000")))
+						}
+						lastMove = time.Now()
+					}
+					prev, last = last, n.MAC
 				}
 			}
 			select {

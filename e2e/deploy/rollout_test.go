@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +67,9 @@ func TestRollingUpdateL2(t *testing.T) {
 	time.Sleep(time.Second) // and after it
 	moves.stop()
 	p.expectNoLossBut(t, "from the client on the bridge while both workloads rolled from v1 to v2", moves.moves)
+	if len(moves.flaps) > 0 {
+		t.Errorf("two nodes answered for %s at once during the update (the client's entry flapped): %s", vip, strings.Join(moves.flaps, "; "))
+	}
 
 	if diff := cmp.Diff(addr, ingress(t, l, "rolll2", "web")); diff != "" {
 		t.Errorf("the Service's ingress changed in the rolling update (-before +after):\n%s", diff)
