@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -222,7 +223,7 @@ func (l *Lab) waitHTTP(ctx context.Context, ns, url, proc string) error {
 			}
 		}
 		if p, ok := l.Proc(proc); ok && !p.Alive() {
-			return fmt.Errorf("%s exited; see %s", proc, l.LogPath(proc))
+			return fmt.Errorf("%s exited: %s (see %s)", proc, lastLine(l.LogPath(proc)), l.LogPath(proc))
 		}
 		select {
 		case <-ctx.Done():
@@ -239,4 +240,11 @@ func (l *Lab) ensureNamespace(ctx context.Context, name string) error {
 		return nil
 	}
 	return err
+}
+
+// lastLine is the last line a process logged (its reason for exiting).
+func lastLine(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
 }

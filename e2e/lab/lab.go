@@ -339,6 +339,14 @@ func (l *Lab) Kube() *kubernetes.Clientset {
 	return k
 }
 
+// Detach ends this process's part of the lab (its kubelet) and leaves the
+// lab running, as when the process that brought it up exits.
+func (l *Lab) Detach() {
+	if l.stopKubelet != nil {
+		l.stopKubelet()
+	}
+}
+
 // Down removes the lab: it ends every process it started and deletes every namespace.
 func (l *Lab) Down() error {
 	if l.stopKubelet != nil {

@@ -245,6 +245,7 @@ func TestSecondLabNFTablesStaleAndTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Abandon it as a crashed run would, then bring the same prefix up again.
+	stale.Detach()
 	l, err := lab.Up(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
