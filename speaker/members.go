@@ -232,8 +232,9 @@ func (m *Members) settleTick() bool {
 // settles HoldDown after it joined, except that the members that joined
 // within HoldDown of the oldest form the starting cohort and are settled at
 // once (a cluster starting up does not shuffle its addresses). A member this
-// node saw come back while this node was itself settled counts from then
-// (its own word may not have arrived yet); an isolated node coming back sees
+// node saw come back while this node was itself settled, claiming a joined
+// time a hold-down older than that, counts from then (its own word may not
+// have arrived yet); an isolated node coming back sees
 // everyone "return" and must not conclude it outranks them, so its own
 // sightings do not count.
 func (m *Members) Alive() map[string]bool {
@@ -253,7 +254,13 @@ func (m *Members) Alive() map[string]bool {
 	}
 	for _, n := range members {
 		joined := m.joinedOfLocked(n.Name)
-		if seen := m.seenSince[n.Name]; n.Name != m.opts.Node && seen.After(joined) && seen.Sub(m.joined) >= m.opts.HoldDown {
+		// A member's own joined time decides, so every node judges it
+		// alike; only a claim at least a hold-down older than its return
+		// (its new word has not arrived yet) gives way to the sighting.
+		// Judging a restarted member by when each node happened to see it
+		// made nodes disagree near the end of its hold-down, and both
+		// answered for its addresses.
+		if seen := m.seenSince[n.Name]; n.Name != m.opts.Node && seen.Sub(joined) >= m.opts.HoldDown && seen.Sub(m.joined) >= m.opts.HoldDown {
 			out[n.Name] = now.Sub(seen) >= m.opts.HoldDown
 			continue
 		}
