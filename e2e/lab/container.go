@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,16 +127,9 @@ func (k *kubelet) execFlags(pod *corev1.Pod, spec corev1.Container, img pulledIm
 	}
 	flags = append(flags, "-caps", strings.Join(capabilities(sc), ","))
 	if img.WorkingDir != "" || spec.WorkingDir != "" {
-		flags = append(flags, "-workdir", cmpOr(spec.WorkingDir, img.WorkingDir))
+		flags = append(flags, "-workdir", cmp.Or(spec.WorkingDir, img.WorkingDir))
 	}
 	return flags, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // effectiveSecurity merges the pod's security context under the container's.

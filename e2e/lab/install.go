@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -164,8 +165,8 @@ func (l *Lab) kustomization(in Install) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	base := filepath.Join(root, cmpOr(in.Overlay, "manifests"))
-	dir := filepath.Join(l.Dir, "install", in.Images.Version+"-"+strings.ReplaceAll(cmpOr(in.Overlay, "base"), "/", "_"))
+	base := filepath.Join(root, cmp.Or(in.Overlay, "manifests"))
+	dir := filepath.Join(l.Dir, "install", in.Images.Version+"-"+strings.ReplaceAll(cmp.Or(in.Overlay, "base"), "/", "_"))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -128,7 +129,7 @@ func (k *kubelet) writeServiceAccount(ctx context.Context, pod *corev1.Pod) erro
 	if !hasTokenVolume(pod) {
 		return nil
 	}
-	sa := cmpOr(pod.Spec.ServiceAccountName, "default")
+	sa := cmp.Or(pod.Spec.ServiceAccountName, "default")
 	tr, err := k.l.Kube().CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authv1.TokenRequest{
 		Spec: authv1.TokenRequestSpec{
 			ExpirationSeconds: new(int64(3607)),
