@@ -57,6 +57,7 @@ type Server struct {
 	bfdOn       map[string]*BFD // the BFD session running per peer (only while Established)
 
 	bfdPoke chan struct{} // a session went up or down: see watchBFD
+	changes chan struct{} // a session went up or down: see Changes
 
 	mu     sync.Mutex // guards status
 	status map[string]*peerState
@@ -82,6 +83,7 @@ func New(opts Options) *Server {
 		restarting: true,
 		bfdOn:      map[string]*BFD{},
 		bfdPoke:    make(chan struct{}, 1),
+		changes:    make(chan struct{}, 1),
 		status:     map[string]*peerState{},
 	}
 }

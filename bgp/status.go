@@ -82,6 +82,10 @@ func (s *Server) onPeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, t time.Tim
 	s.mu.Unlock()
 	if up != wasUp {
 		s.pokeBFD()
+		select {
+		case s.changes <- struct{}{}:
+		default:
+		}
 	}
 
 	switch {
@@ -110,6 +114,10 @@ type peerCounters struct {
 	advertised, updatesSent uint64
 	bfd                     string
 }
+
+// Changes receives (coalesced) when a session goes up or down: Peers
+// then tells how things stand.
+func (s *Server) Changes() <-chan struct{} { return s.changes }
 
 // Peers returns every wanted session's status, sorted by Name.
 func (s *Server) Peers() []PeerStatus {

@@ -60,6 +60,7 @@ type Controller struct {
 	heldReport string            // the held change last reported
 	conflicts  map[string]string // Services whose restored address was taken, and by whom
 	pending    map[string]bool   // Services waiting for an address
+	announced  *announcements    // nil unless WatchSpeakerStates
 	ready      bool
 }
 

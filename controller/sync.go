@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/heraldlb/herald/ipam"
+	"github.com/heraldlb/herald/speaker/state"
 )
 
 // ConditionAllocated is the Service condition Herald keeps about its address.
@@ -64,22 +65,12 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return c.reportNoConfig(ctx, svc)
 	}
 
-	req, reqErr := RequestFor(svc, c.namespaceLabels(ns))
-	held := c.heldError(key)
-	var addrs []netip.Addr
-	switch {
-	case held != nil:
-		// A change the user has not confirmed takes nothing away.
-		addrs, reqErr = alloc.Addresses(owner), held
-	case reqErr != nil:
-		// Bad input never takes away what works: keep what the Service holds.
-		addrs = alloc.Addresses(owner)
-	default:
-		addrs, err = alloc.Assign(owner, req)
-		reqErr = err
-	}
-	c.setPending(key, len(addrs) == 0)
+	req, addrs, reqErr, held := c.decide(alloc, svc)
+	// A Service waits for a freed address also while it keeps part of what
+	// it asks for (a RequireDualStack Service keeps the family it holds).
+	c.setPending(key, len(addrs) == 0 || errors.Is(reqErr, ipam.ErrAddressInUse) || errors.Is(reqErr, ipam.ErrPoolExhausted))
 	want := desiredStatus(svc, addrs, reqErr)
+	recheck := c.setAnnounced(&want, key, svc.Generation, addrs)
 	m := marks{pools: poolsOf(alloc, addrs), grant: svc.Annotations[AnnotationGrantedRequest]}
 	switch {
 	case len(addrs) == 0:
@@ -94,6 +85,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		c.addressesFreed()
 	}
 	c.metrics.observePools(alloc.Stats())
+	if recheck > 0 {
+		c.queue.AddAfter(key, recheck)
+	}
 	if reqErr != nil {
 		return &TerminalError{reqErr}
 	}
@@ -251,6 +245,7 @@ func (c *Controller) releaseForeign(ctx context.Context, svc *corev1.Service, al
 		st := *svc.Status.DeepCopy()
 		st.LoadBalancer.Ingress = nil
 		meta.RemoveStatusCondition(&st.Conditions, ConditionAllocated)
+		meta.RemoveStatusCondition(&st.Conditions, state.ConditionAnnounced)
 		if err := c.write(ctx, svc, st, marks{}); err != nil {
 			return err
 		}
@@ -265,8 +260,14 @@ func (c *Controller) releaseForeign(ctx context.Context, svc *corev1.Service, al
 // reportNoConfig marks a Service without an address as waiting for a valid
 // config. Addresses a Service has are never touched without one.
 func (c *Controller) reportNoConfig(ctx context.Context, svc *corev1.Service) error {
-	if len(svc.Status.LoadBalancer.Ingress) > 0 {
-		return nil
+	if addrs := ingressAddrs(svc); len(addrs) > 0 {
+		// Only the Announced condition follows what the speakers do.
+		want := *svc.Status.DeepCopy()
+		key := svc.Namespace + "/" + svc.Name
+		if recheck := c.setAnnounced(&want, key, svc.Generation, addrs); recheck > 0 {
+			c.queue.AddAfter(key, recheck)
+		}
+		return c.apply(ctx, svc, addrs, nil, want, marksOf(svc), nil)
 	}
 	c.mu.Lock()
 	why := c.cfgErr

@@ -14,11 +14,15 @@ import (
 
 	"github.com/heraldlb/herald/bgp"
 	"github.com/heraldlb/herald/config"
+	"github.com/heraldlb/herald/speaker/state"
 )
 
 // BGP is what the speaker drives for BGP (bgp.Server).
 type BGP interface {
 	Set(ctx context.Context, d bgp.Desired) error
+	Peers() []bgp.PeerStatus
+	// Changes receives when a session goes up or down.
+	Changes() <-chan struct{}
 }
 
 // Reasons of the speaker's BGP Events.
@@ -31,7 +35,9 @@ const (
 type bgpState struct {
 	advertised map[string][]netip.Prefix // per Service, what this node sends; nil before the first decision
 	passwords  map[config.SecretRef]string
-	problems   string // the last Set's or passwords' errors, logged on change
+	problems   string            // the last Set's or passwords' errors, logged on change
+	routes     []state.Route     // what the last decision advertises, as published
+	asns       map[string]uint32 // each peer's ASN
 }
 
 // reconcileBGP decides what this node says over BGP and hands it to the
@@ -48,6 +54,11 @@ func (s *Speaker) reconcileBGP(ctx context.Context, cfg config.State, svcs []Ser
 	desired, problems := s.desiredBGP(cfg, d, node)
 	if err := s.bgp.Set(ctx, desired); err != nil {
 		problems = append(problems, err.Error())
+	}
+	s.bgpState.routes = publishedRoutes(d, desired)
+	s.bgpState.asns = map[string]uint32{}
+	for _, p := range desired.Peers {
+		s.bgpState.asns[p.Name] = p.ASN
 	}
 	if p := strings.Join(problems, "; "); p != s.bgpState.problems {
 		s.bgpState.problems = p
@@ -241,10 +252,10 @@ func (s *Speaker) bgpEvents(d BGPDecision) {
 		switch {
 		case slices.Equal(prev, bs.Prefixes):
 		case len(bs.Prefixes) > 0:
-			s.status.event(key, corev1.EventTypeNormal, ReasonBGPAdvertised,
+			s.report.event(key, corev1.EventTypeNormal, ReasonBGPAdvertised,
 				fmt.Sprintf("%s advertised from node %s via BGP", joinPrefixes(bs.Prefixes), s.opts.Node))
 		default:
-			s.status.event(key, corev1.EventTypeNormal, ReasonBGPWithdrawn,
+			s.report.event(key, corev1.EventTypeNormal, ReasonBGPWithdrawn,
 				fmt.Sprintf("node %s stopped advertising %s via BGP: %s", s.opts.Node, joinPrefixes(prev), bs.Why))
 		}
 	}

@@ -13,9 +13,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -41,6 +41,10 @@ type Options struct {
 	// Interfaces lists this node's interfaces to answer on for an address,
 	// narrowed by an advertisement's list (l2.InterfacesFor).
 	Interfaces func(addr netip.Addr, only []string) ([]string, error)
+	// States is where this node's SpeakerState is written (the
+	// speakerstates resource in Herald's namespace); nil writes nothing.
+	States  dynamic.ResourceInterface
+	Version string // of this binary, published in the SpeakerState
 }
 
 // Informers are the speaker's views of the API; Services and EndpointSlices
@@ -68,7 +72,7 @@ type Speaker struct {
 	l2         Announcer
 	bgp        BGP
 	bgpState   bgpState // only the loop touches it
-	status     *statusWriter
+	report     *reporter
 	metrics    *Metrics
 	log        *zap.Logger
 	trigger    chan struct{}
@@ -85,12 +89,13 @@ type Speaker struct {
 
 // ownership is one address this node answers for.
 type ownership struct {
-	ifaces []string
-	until  time.Time // zero while this node owns it; else the end of a hand-back
+	ifaces   []string
+	services []string
+	until    time.Time // zero while this node owns it; else the end of a hand-back
 }
 
 // New builds a speaker from informers; it starts nothing.
-func New(kube kubernetes.Interface, inf Informers, members *Members, l2 Announcer, bgp BGP,
+func New(inf Informers, members *Members, l2 Announcer, bgp BGP,
 	recorder record.EventRecorder, metrics *Metrics, log *zap.Logger, opts Options,
 ) *Speaker {
 	informers := []cache.SharedIndexInformer{inf.Services.Informer(), inf.EndpointSlices.Informer(),
@@ -106,7 +111,7 @@ func New(kube kubernetes.Interface, inf Informers, members *Members, l2 Announce
 		l2:         l2,
 		bgp:        bgp,
 		bgpState:   bgpState{passwords: map[config.SecretRef]string{}},
-		status:     newStatusWriter(kube, recorder, opts.Node, log.Named("status")),
+		report:     newReporter(recorder, opts.States, opts.Node, log.Named("state")),
 		metrics:    metrics,
 		log:        log,
 		recorder:   recorder,
@@ -165,7 +170,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return errors.New("caches did not sync")
 	}
-	go s.status.run(ctx)
+	go s.report.run(ctx)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -186,6 +191,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 			return nil
 		case <-s.trigger:
 		case <-s.members.Changes():
+		case <-s.bgpChanges():
 		case <-timer.C:
 		}
 	}
@@ -195,13 +201,16 @@ func (s *Speaker) Run(ctx context.Context) error {
 // again at the latest (a hand-back ending, a hold-down passing).
 func (s *Speaker) reconcile(ctx context.Context) time.Duration {
 	cfg := s.loadConfig()
-	if cfg.Config == nil {
-		return time.Second // nothing is announced before a first valid config
+	next := time.Second // nothing is announced before a first valid config
+	var nodes []NodeInfo
+	if cfg.Config != nil {
+		svcs := s.serviceInfos()
+		nodes = s.nodeInfos()
+		s.reconcileBGP(ctx, cfg, svcs, nodes)
+		next = s.reconcileL2(cfg, svcs, nodes)
 	}
-	svcs := s.serviceInfos()
-	nodes := s.nodeInfos()
-	s.reconcileBGP(ctx, cfg, svcs, nodes)
-	return s.reconcileL2(cfg, svcs, nodes)
+	s.publish(cfg, nodes)
+	return next
 }
 
 // reconcileL2 elects the owner of every address among the live speakers and
@@ -220,7 +229,6 @@ func (s *Speaker) reconcileL2(cfg config.State, svcs []ServiceInfo, nodes []Node
 		return time.Second
 	}
 	owners := DecideL2Kept(cfg.Config, cfg.Accepted, svcs, nodes)
-	s.status.setPrimaries(svcs)
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -235,13 +243,11 @@ func (s *Speaker) reconcileL2(cfg config.State, svcs []ServiceInfo, nodes []Node
 				s.log.Warn("no interface to answer on", zap.Stringer("ip", addr), zap.Strings("iface", o.Interfaces), zap.Error(err))
 				continue
 			}
-			owned[addr] = ownership{ifaces: ifaces}
+			owned[addr] = ownership{ifaces: ifaces, services: o.Services}
 			if !had || !prev.until.IsZero() {
 				s.log.Info("answering for an address", zap.Stringer("ip", addr), zap.Strings("iface", ifaces), zap.String("members", membersView(nodes)))
-				s.status.announced(o.Services, addr, ifaces[0])
+				s.report.announced(o.Services, addr, ifaces[0])
 				s.metrics.ownershipChanges.Inc()
-			} else {
-				s.status.keep(s.servicesNamed(o.Services), addr, ifaces[0])
 			}
 		case had && o.Node != "":
 			// Another live node takes it: keep answering a little while.
@@ -249,14 +255,13 @@ func (s *Speaker) reconcileL2(cfg config.State, svcs []ServiceInfo, nodes []Node
 				s.log.Info("handing an address over", zap.Stringer("ip", addr), zap.String("to", o.Node), zap.String("members", membersView(nodes)))
 				prev.until = now.Add(s.opts.HandBack)
 				s.metrics.ownershipChanges.Inc()
-				s.status.cancel(o.Services, addr) // the new owner reports now
 			}
 			if now.Before(prev.until) {
 				owned[addr] = prev
 				next = min(next, prev.until.Sub(now))
 			}
 		case had:
-			s.status.withdrawn(o.Services, addr, o.Why)
+			s.report.withdrawn(o.Services, addr, o.Why)
 			s.metrics.ownershipChanges.Inc()
 		}
 	}
@@ -301,18 +306,6 @@ func (s *Speaker) loadConfig() config.State {
 		}
 	}
 	return st
-}
-
-// servicesNamed returns the cached Services of these keys.
-func (s *Speaker) servicesNamed(keys []string) []*corev1.Service {
-	var out []*corev1.Service
-	for _, key := range keys {
-		ns, name, _ := cache.SplitMetaNamespaceKey(key)
-		if svc, err := s.services.Services(ns).Get(name); err == nil {
-			out = append(out, svc)
-		}
-	}
-	return out
 }
 
 // serviceInfos collects our Services that show addresses, with the nodes

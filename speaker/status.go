@@ -4,193 +4,143 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/heraldlb/herald/speaker/state"
 )
 
-// ConditionAnnounced is the Service condition the announcing node keeps.
-const ConditionAnnounced = "herald.dev/Announced"
-
-// Reasons of ConditionAnnounced and of the speaker's Events.
+// Reasons of the speaker's Events; the Announced condition's reasons are
+// in package state (the controller writes the condition).
 const (
-	ReasonAnnouncedL2  = "AnnouncedL2"
-	ReasonNotAnnounced = "NotAnnounced"
+	ReasonAnnouncedL2  = state.ReasonAnnouncedL2
+	ReasonNotAnnounced = state.ReasonNotAnnounced
 )
 
-// statusWriter writes the Announced condition of Services in the
-// background, so that announcing never waits for the API server (and goes
-// on while it is away); Events are recorded when ownership changes.
-type statusWriter struct {
-	kube     kubernetes.Interface
+// reporter tells the cluster what this node does: an Event on a Service
+// when this node starts or stops announcing it, and the node's SpeakerState,
+// written in the background and only when it changes, so that announcing
+// never waits for the API server (and goes on while it is away). Speakers
+// write no Service: the controller turns the SpeakerStates into the
+// Services' herald.dev/Announced condition.
+type reporter struct {
 	recorder record.EventRecorder
 	node     string
+	states   dynamic.ResourceInterface // nil: nothing is published
 	log      *zap.Logger
-	queue    workqueue.TypedRateLimitingInterface[string]
+	kick     chan struct{}
 
 	mu      sync.Mutex
-	want    map[string]metav1.Condition
-	primary map[string]netip.Addr // each Service's first address
+	want    *state.Status // nil before the first decision
+	owner   *metav1.OwnerReference
+	written *state.Status // what the API holds, as far as this process knows
 }
 
-func newStatusWriter(kube kubernetes.Interface, recorder record.EventRecorder, node string, log *zap.Logger) *statusWriter {
-	limiter := workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 10*time.Second)
-	return &statusWriter{
-		kube: kube, recorder: recorder, node: node, log: log,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "announced"}),
-		want:  map[string]metav1.Condition{},
+func newReporter(recorder record.EventRecorder, states dynamic.ResourceInterface, node string, log *zap.Logger) *reporter {
+	return &reporter{recorder: recorder, states: states, node: node, log: log, kick: make(chan struct{}, 1)}
+}
+
+// announced records that this node now answers for addr of services.
+func (r *reporter) announced(services []string, addr netip.Addr, iface string) {
+	msg := fmt.Sprintf("%s announced from node %s on %s via L2", addr, r.node, iface)
+	for _, key := range services {
+		r.event(key, corev1.EventTypeNormal, ReasonAnnouncedL2, msg)
 	}
-}
-
-// announced records that this node now answers for addr of services: an
-// Event for each, and the condition where addr is the Service's first address.
-func (w *statusWriter) announced(services []string, addr netip.Addr, iface string) {
-	w.set(services, addr, w.announcedCondition(addr, iface), true)
-}
-
-func (w *statusWriter) announcedCondition(addr netip.Addr, iface string) metav1.Condition {
-	msg := fmt.Sprintf("%s announced from node %s on %s via L2", addr, w.node, iface)
-	return metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: ReasonAnnouncedL2, Message: msg}
-}
-
-// keep re-writes the condition of the Services whose first address this
-// node owns when what they show differs (level-based: a late write by a
-// former owner, or one lost while the API server was away, gets mended).
-func (w *statusWriter) keep(svcs []*corev1.Service, addr netip.Addr, iface string) {
-	want := w.announcedCondition(addr, iface)
-	var stale []string
-	for _, svc := range svcs {
-		c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced)
-		if c == nil || c.Status != want.Status || c.Message != want.Message {
-			stale = append(stale, svc.Namespace+"/"+svc.Name)
-		}
-	}
-	w.set(stale, addr, want, false)
 }
 
 // withdrawn records that nobody answers for addr any more, and why.
-func (w *statusWriter) withdrawn(services []string, addr netip.Addr, why string) {
+func (r *reporter) withdrawn(services []string, addr netip.Addr, why string) {
 	msg := fmt.Sprintf("%s not announced: %s", addr, why)
-	w.set(services, addr, metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionFalse, Reason: ReasonNotAnnounced, Message: msg}, true)
-}
-
-// setPrimaries notes each Service's first address. A dual-stack Service's
-// two addresses may be owned by two nodes; only the owner of the first
-// writes the condition (both record Events), so it does not flip between them.
-func (w *statusWriter) setPrimaries(svcs []ServiceInfo) {
-	primary := make(map[string]netip.Addr, len(svcs))
-	for _, s := range svcs {
-		if len(s.Addrs) > 0 {
-			primary[s.Key] = s.Addrs[0]
-		}
-	}
-	w.mu.Lock()
-	w.primary = primary
-	w.mu.Unlock()
-}
-
-func (w *statusWriter) set(services []string, addr netip.Addr, c metav1.Condition, event bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	for _, key := range services {
-		if p, ok := w.primary[key]; !ok || p == addr {
-			if cur, pending := w.want[key]; !pending || cur.Message != c.Message {
-				w.want[key] = c
-				w.queue.Add(key)
-			}
-		}
-		if !event {
-			continue
-		}
-		typ := corev1.EventTypeNormal
-		if c.Status == metav1.ConditionFalse {
-			typ = corev1.EventTypeWarning
-		}
-		w.event(key, typ, c.Reason, c.Message)
+		r.event(key, corev1.EventTypeWarning, ReasonNotAnnounced, msg)
 	}
-}
-
-// cancel drops what this node still meant to write about addr for services
-// (it no longer owns addr: a late write would undo the new owner's).
-func (w *statusWriter) cancel(services []string, addr netip.Addr) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, key := range services {
-		if p, ok := w.primary[key]; !ok || p == addr {
-			delete(w.want, key)
-		}
-	}
-}
-
-func (w *statusWriter) run(ctx context.Context) {
-	go func() {
-		<-ctx.Done()
-		w.queue.ShutDown()
-	}()
-	for {
-		key, quit := w.queue.Get()
-		if quit {
-			return
-		}
-		if err := w.write(ctx, key); err != nil {
-			w.log.Debug("status not written, will retry", zap.String("service", key), zap.Error(err))
-			w.queue.AddRateLimited(key)
-		} else {
-			w.queue.Forget(key)
-		}
-		w.queue.Done(key)
-	}
-}
-
-func (w *statusWriter) write(ctx context.Context, key string) error {
-	w.mu.Lock()
-	c, ok := w.want[key]
-	w.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	ns, name, _ := cache.SplitMetaNamespaceKey(key)
-	svc, err := w.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		w.forget(key, c)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	c.ObservedGeneration = svc.Generation
-	if old := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced); old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
-		w.forget(key, c)
-		return nil
-	}
-	meta.SetStatusCondition(&svc.Status.Conditions, c)
-	if _, err := w.kube.CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
-		return err
-	}
-	w.forget(key, c)
-	return nil
 }
 
 // event records an Event on the Service key.
-func (w *statusWriter) event(key, typ, reason, msg string) {
+func (r *reporter) event(key, typ, reason, msg string) {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
-	w.recorder.Event(&corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: ns, Name: name}, typ, reason, msg)
+	r.recorder.Event(&corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: ns, Name: name}, typ, reason, msg)
 }
 
-// forget drops the wish for key if it is still c (a newer one stays).
-func (w *statusWriter) forget(key string, c metav1.Condition) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if cur, ok := w.want[key]; ok && cur.Message == c.Message && cur.Status == c.Status {
-		delete(w.want, key)
+// publish sets what the node's SpeakerState should say; it is written
+// when it differs from what was written last. node, when known, owns the
+// object, so that the garbage collector removes it with the Node.
+func (r *reporter) publish(st state.Status, node *corev1.Node) {
+	st.Normalize()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if node != nil && r.owner == nil {
+		r.owner = &metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}
 	}
+	if r.want != nil && reflect.DeepEqual(*r.want, st) {
+		return
+	}
+	r.want = &st
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run writes the SpeakerState whenever it changes, retrying with backoff
+// while the API server refuses or is away, until ctx ends.
+func (r *reporter) run(ctx context.Context) {
+	if r.states == nil {
+		return
+	}
+	const first, most = 200 * time.Millisecond, 10 * time.Second
+	backoff := first
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-retry.C:
+		}
+		if err := r.write(ctx); err != nil {
+			r.log.Info("speaker state not written, will retry", zap.Duration("in", backoff), zap.Error(err))
+			retry.Reset(backoff)
+			backoff = min(2*backoff, most)
+			continue
+		}
+		backoff = first
+	}
+}
+
+// write applies the wanted state (server-side apply: one call whether the
+// object exists or not, and a no-op on the server when nothing changed).
+func (r *reporter) write(ctx context.Context) error {
+	r.mu.Lock()
+	want, owner := r.want, r.owner
+	done := want == nil || (r.written != nil && reflect.DeepEqual(*r.written, *want))
+	r.mu.Unlock()
+	if done {
+		return nil
+	}
+	obj := &state.SpeakerState{ObjectMeta: metav1.ObjectMeta{Name: r.node}, Status: *want}
+	if owner != nil {
+		obj.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	u, err := state.ToUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	if _, err := r.states.Apply(ctx, r.node, u, metav1.ApplyOptions{FieldManager: "herald-speaker", Force: true}); err != nil {
+		return fmt.Errorf("apply %s %s: %w", state.Kind, r.node, err)
+	}
+	r.mu.Lock()
+	r.written = want
+	r.mu.Unlock()
+	return nil
 }

@@ -5,7 +5,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -45,9 +44,6 @@ func trimService(s *corev1.Service) *corev1.Service {
 		for i, in := range s.Status.LoadBalancer.Ingress {
 			out.Status.LoadBalancer.Ingress[i].IP = in.IP
 		}
-	}
-	if c := meta.FindStatusCondition(s.Status.Conditions, ConditionAnnounced); c != nil {
-		out.Status.Conditions = []metav1.Condition{*c}
 	}
 	return out
 }

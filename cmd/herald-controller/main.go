@@ -25,6 +25,7 @@ import (
 	"github.com/heraldlb/herald/cmd/internal/serve"
 	"github.com/heraldlb/herald/cmd/internal/version"
 	"github.com/heraldlb/herald/controller"
+	"github.com/heraldlb/herald/speaker/state"
 )
 
 type flags struct {
@@ -72,7 +73,7 @@ func main() {
 func run(ctx context.Context, log *zap.Logger, f flags) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	kube, err := serve.Kube(f.kubeconfig, 200, 400)
+	kube, dyn, err := serve.Clients(f.kubeconfig, 200, 400)
 	if err != nil {
 		return err
 	}
@@ -109,6 +110,16 @@ func run(ctx context.Context, log *zap.Logger, f flags) error {
 		c := controller.New(kube, all.Core().V1().Services(), all.Core().V1().Namespaces(), own.Core().V1().ConfigMaps(),
 			recorder, metrics, log.Named("controller"), opts)
 		ctrl.Store(c)
+		states, err := controller.SpeakerStateInformers(kube.Discovery(), dyn, f.namespace)
+		switch {
+		case err != nil:
+			log.Error("speaker states not watched: Announced conditions are not kept", zap.Error(err))
+		case states == nil:
+			log.Warn("the SpeakerState resource is not installed (manifests/crd-speakerstates.yaml): Announced conditions are not kept")
+		default:
+			c.WatchSpeakerStates(states.ForResource(state.GVR).Informer())
+			states.Start(ctx.Done())
+		}
 		all.Start(ctx.Done())
 		own.Start(ctx.Done())
 		if err := c.Run(ctx, f.workers); err != nil {

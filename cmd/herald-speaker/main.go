@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -28,6 +29,7 @@ import (
 	"github.com/heraldlb/herald/cmd/internal/version"
 	"github.com/heraldlb/herald/l2"
 	"github.com/heraldlb/herald/speaker"
+	"github.com/heraldlb/herald/speaker/state"
 )
 
 type flags struct {
@@ -83,15 +85,15 @@ func run(ctx context.Context, log *zap.Logger, f flags) error {
 	if f.node == "" {
 		return fmt.Errorf("--node-name (or $NODE_NAME) is required")
 	}
-	kube, err := serve.Kube(f.kubeconfig, 50, 100)
+	kube, dyn, err := serve.Clients(f.kubeconfig, 50, 100)
 	if err != nil {
 		return err
 	}
-	return runWith(ctx, log, f, kube)
+	return runWith(ctx, log, f, kube, dyn)
 }
 
-// runWith runs the speaker with the client kube until ctx ends.
-func runWith(ctx context.Context, log *zap.Logger, f flags, kube kubernetes.Interface) error {
+// runWith runs the speaker with the clients kube and dyn until ctx ends.
+func runWith(ctx context.Context, log *zap.Logger, f flags, kube kubernetes.Interface, dyn dynamic.Interface) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	reg := prometheus.NewRegistry()
@@ -133,8 +135,13 @@ func runWith(ctx context.Context, log *zap.Logger, f flags, kube kubernetes.Inte
 	bgpServer := bgp.New(bgp.Options{Log: log.Named("bgp"), Registerer: reg})
 	inf := speaker.Informers{Services: all.Core().V1().Services(), EndpointSlices: all.Discovery().V1().EndpointSlices(),
 		Nodes: all.Core().V1().Nodes(), ConfigMaps: own.Core().V1().ConfigMaps(), Secrets: speaker.NewSecrets(kube, f.namespace)}
-	sp := speaker.New(kube, inf, members, announcer, bgpServer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
-		speaker.Options{Node: f.node, Namespace: f.namespace, ConfigName: f.configName, LBClass: f.lbClass, HandBack: f.handBack, Interfaces: l2.InterfacesFor})
+	var states dynamic.ResourceInterface // nil: publish nothing (tests)
+	if dyn != nil {
+		states = dyn.Resource(state.GVR).Namespace(f.namespace)
+	}
+	sp := speaker.New(inf, members, announcer, bgpServer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
+		speaker.Options{Node: f.node, Namespace: f.namespace, ConfigName: f.configName, LBClass: f.lbClass, HandBack: f.handBack,
+			Interfaces: l2.InterfacesFor, States: states, Version: version.Version})
 	running.Store(sp)
 	for _, factory := range []informers.SharedInformerFactory{all, own} {
 		factory.Start(ctx.Done())

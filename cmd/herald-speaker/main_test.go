@@ -49,7 +49,7 @@ func TestHealthzWhileWaitingForKey(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- runWith(ctx, zaptest.NewLogger(t), f, kube) }()
+	go func() { done <- runWith(ctx, zaptest.NewLogger(t), f, kube, nil) }()
 
 	for end := time.Now().Add(5 * time.Second); probe(addr, "/healthz") != http.StatusOK; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(end) {

@@ -1,11 +1,17 @@
 // Command kubectl-herald is the operator's CLI, run as a kubectl plugin
 // (`kubectl herald …`, once the binary is on PATH).
 //
-//	kubectl herald validate -f FILE [-o table|json|yaml]
+//	kubectl herald validate -f FILE [--cluster] [-o table|json|yaml]
+//	kubectl herald status [-o table|json|yaml]
+//	kubectl herald explain svc/NAME [-n NS] [-o table|json|yaml]
 //	kubectl herald migrate metallb (-f FILE [-f FILE]... | --from-cluster) [-o table|json|yaml]
 //
 // validate reads a configuration document with the controller's own parser
 // and prints every problem with its place; it exits 1 when there is any.
+// With --cluster it also previews, writing nothing, what applying the
+// document would do to the cluster's Services and announcements. status and
+// explain read the cluster (Herald's ConfigMap, Lease, SpeakerStates,
+// Services, EndpointSlices, Nodes) and only read.
 // migrate reads MetalLB's configuration (its custom resources, as `kubectl
 // get -n metallb-system ipaddresspools,l2advertisements,bgpadvertisements,
 // bgppeers,bfdprofiles,communities -o yaml` prints them, and its legacy
@@ -14,21 +20,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/heraldlb/herald/cmd/internal/version"
-	"github.com/heraldlb/herald/config"
-	"github.com/heraldlb/herald/controller/report"
 )
 
 // errInvalid makes the process exit 1 without another message.
@@ -49,11 +49,16 @@ const usage = `usage: kubectl herald COMMAND [flags]
 
 Commands:
   validate -f FILE    check a configuration document (config.yaml) offline
+  validate -f FILE --cluster
+                      and preview what applying it would do (writes nothing)
+  status              config, controller, pools, speakers and Services at a glance
+  explain svc/NAME    why a Service is, or is not, reachable
   migrate metallb -f FILE... | --from-cluster
                       print the Herald configuration equivalent to MetalLB's
-
-Commands that read the cluster take kubectl's flags (--kubeconfig, --context, -n, ...).
   version             print the version
+
+Commands that read the cluster take kubectl's flags (--kubeconfig, --context,
+-n, ...; for validate, kubectl's --cluster is --kube-cluster).
 
 Run "kubectl herald COMMAND -h" for a command's flags.
 `
@@ -71,55 +76,15 @@ func run(args []string, out io.Writer) error {
 			return errors.New("migrate: say what from: migrate metallb -f FILE")
 		}
 		return migrate(args[2:], out)
+	case "status":
+		return status(args[1:], out)
+	case "explain":
+		return explain(args[1:], out)
 	case "version", "--version":
 		fmt.Fprintln(out, version.String("kubectl-herald"))
 		return nil
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
-}
-
-func validate(args []string, out io.Writer) error {
-	fs := pflag.NewFlagSet("validate", pflag.ContinueOnError)
-	file := fs.StringP("filename", "f", "", "the configuration document (config.yaml; - for standard input)")
-	format := fs.StringP("output", "o", "table", "output format: table, json or yaml")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *file == "" || fs.NArg() > 0 {
-		return errors.New("validate: give the document with -f FILE")
-	}
-	text, err := readDocument(*file)
-	if err != nil {
-		return err
-	}
-	v := report.Validate(*file, text)
-	if err := report.Write(out, *format, v); err != nil {
-		return err
-	}
-	if !v.Valid {
-		return errInvalid
-	}
-	return nil
-}
-
-// readDocument reads at most one byte more than a configuration may hold,
-// so that the parser reports the size instead of the CLI reading a huge file.
-func readDocument(name string) ([]byte, error) {
-	return readLimited(name, config.MaxDocumentSize)
-}
-
-// readLimited reads at most limit+1 bytes of a file (or standard input).
-func readLimited(name string, limit int) ([]byte, error) {
-	var r io.Reader = os.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
-	}
-	return io.ReadAll(io.LimitReader(r, int64(limit)+1))
 }
 
 // cluster binds kubectl's connection flags (--kubeconfig, --context, -n,
@@ -132,67 +97,4 @@ func cluster(fs *pflag.FlagSet) func() clientcmd.ClientConfig {
 	return func() clientcmd.ClientConfig {
 		return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	}
-}
-
-func migrate(args []string, out io.Writer) error {
-	fs := pflag.NewFlagSet("migrate metallb", pflag.ContinueOnError)
-	in := fs.StringArrayP("filename", "f", nil, "a file of MetalLB resources or its ConfigMap (repeatable; - for standard input)")
-	fromCluster := fs.Bool("from-cluster", false, "read MetalLB's resources and ConfigMap from the cluster (namespace metallb-system unless -n)")
-	format := fs.StringP("output", "o", "table", "output format: table (the config.yaml, with comments), json or yaml")
-	conn := cluster(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if (len(*in) > 0) == *fromCluster || fs.NArg() > 0 {
-		return errors.New("migrate metallb: give MetalLB's resources with -f FILE or --from-cluster")
-	}
-	var stream []byte
-	var sources []string
-	for _, name := range *in {
-		b, err := readLimited(name, config.MaxMigrationSize)
-		if err != nil {
-			return err
-		}
-		stream = append(append(stream, b...), "\n---\n"...)
-		sources = append(sources, name)
-	}
-	if *fromCluster {
-		var err error
-		if stream, sources, err = fromClusterStream(conn(), fs.Changed("namespace")); err != nil {
-			return err
-		}
-	}
-	m := report.Migrate(sources, stream)
-	if err := report.Write(out, *format, m); err != nil {
-		return err
-	}
-	if !m.Valid {
-		return errInvalid
-	}
-	return nil
-}
-
-// fromClusterStream reads MetalLB's configuration from the cluster.
-func fromClusterStream(cc clientcmd.ClientConfig, namespaceGiven bool) ([]byte, []string, error) {
-	rc, err := cc.ClientConfig()
-	if err != nil {
-		return nil, nil, err
-	}
-	ns := "metallb-system"
-	if namespaceGiven {
-		if ns, _, err = cc.Namespace(); err != nil {
-			return nil, nil, err
-		}
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return nil, nil, err
-	}
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return report.MetalLBFromCluster(ctx, dyn, kube, ns)
 }

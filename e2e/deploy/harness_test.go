@@ -113,7 +113,7 @@ func url(vip string) string { return "http://" + net.JoinHostPort(vip, "80") + "
 // getEventually GETs url from namespace ns until it answers.
 func getEventually(t *testing.T, l *lab.Lab, ns, vip string, timeout time.Duration) {
 	t.Helper()
-	if _, err := l.HTTPGetEventually(t.Context(), ns, url(vip), timeout); err != nil {
+	if _, err := l.HTTPGetSteady(t.Context(), ns, url(vip), timeout); err != nil {
 		t.Fatalf("GET %s from %s: %v", vip, ns, err)
 	}
 }

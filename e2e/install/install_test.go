@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -106,6 +107,10 @@ func decode(stream []byte) ([]doc, error) {
 			continue
 		}
 		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw, nil, nil)
+		if runtime.IsNotRegisteredError(err) { // Herald's CRD and the like
+			u := &unstructured.Unstructured{}
+			obj, _, err = unstructured.UnstructuredJSONScheme.Decode(mustJSON(raw), nil, u)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("decode %q: %w", firstLine(raw), err)
 		}
@@ -126,6 +131,16 @@ func kubectlApply(ctx context.Context, l *lab.Lab, name string, docs []doc) (str
 		return "", err
 	}
 	return l.Exec(ctx, l.ControlPlaneNS(), l.Bin("kubectl"), "--kubeconfig="+l.Kubeconfig(), "apply", "-f", file)
+}
+
+// mustJSON converts a YAML document to JSON (invalid YAML gives invalid
+// JSON, which the decoder then reports).
+func mustJSON(raw []byte) []byte {
+	j, err := utilyaml.ToJSON(raw)
+	if err != nil {
+		return raw
+	}
+	return j
 }
 
 func firstLine(b []byte) string {
@@ -192,7 +207,8 @@ func installRBAC(ctx context.Context, l *lab.Lab) error {
 	var keep []doc
 	for _, d := range docs {
 		switch d.kind() {
-		case "Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding":
+		case "Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
+			"CustomResourceDefinition", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			keep = append(keep, d)
 		}
 	}

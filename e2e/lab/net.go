@@ -145,3 +145,27 @@ func (l *Lab) HTTPGetEventually(ctx context.Context, ns, url string, timeout tim
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// HTTPGetSteady is HTTPGetEventually, then waits until GETs on new
+// connections have succeeded without a miss for longer than kube-proxy's
+// sync period: one success proves one path, but with ECMP or several
+// nodes another node's kube-proxy may not have programmed the Service yet.
+func (l *Lab) HTTPGetSteady(ctx context.Context, ns, url string, timeout time.Duration) (string, error) {
+	const streak, every = 1200 * time.Millisecond, 20 * time.Millisecond
+	deadline := time.Now().Add(timeout)
+	for {
+		body, err := l.HTTPGetEventually(ctx, ns, url, time.Until(deadline))
+		if err != nil {
+			return body, err
+		}
+		for since := time.Now(); err == nil; time.Sleep(every) {
+			if time.Since(since) > streak {
+				return body, nil
+			}
+			body, err = l.HTTPGet(ctx, ns, url)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return body, fmt.Errorf("no steady success within %v: %w", timeout, err)
+		}
+	}
+}

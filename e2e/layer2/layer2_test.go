@@ -15,6 +15,7 @@ import (
 
 	"github.com/heraldlb/herald/e2e/lab"
 	"github.com/heraldlb/herald/speaker"
+	"github.com/heraldlb/herald/speaker/state"
 )
 
 func nodeNames(l *lab.Lab) []string {
@@ -36,21 +37,23 @@ func TestClientReachesVIPBothFamilies(t *testing.T) {
 		want := speaker.Winner(nodeNames(l), netip.MustParseAddr(vip))
 		waitAnswerer(t, l, vip, want, 5*time.Second)
 	}
-	// The owner of the first address reports in the Service's status.
-	owner := speaker.Winner(nodeNames(l), netip.MustParseAddr("198.51.100.201"))
-	wantMsg := "198.51.100.201 announced from node " + owner + " on eth0 via L2"
+	// The controller reports the owners, from the speakers' SpeakerStates,
+	// in the Service's status.
+	owner4 := speaker.Winner(nodeNames(l), netip.MustParseAddr("198.51.100.201"))
+	owner6 := speaker.Winner(nodeNames(l), netip.MustParseAddr("2001:db8:1::201"))
+	wantMsg := "198.51.100.201 announced from node " + owner4 + " on eth0 via L2; 2001:db8:1::201 announced from node " + owner6 + " on eth0 via L2"
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		svc, err := l.Kube().CoreV1().Services("reach").Get(t.Context(), "web", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := meta.FindStatusCondition(svc.Status.Conditions, speaker.ConditionAnnounced)
-		if c != nil && c.Status == metav1.ConditionTrue && c.Reason == speaker.ReasonAnnouncedL2 && c.Message == wantMsg {
+		c := meta.FindStatusCondition(svc.Status.Conditions, state.ConditionAnnounced)
+		if c != nil && c.Status == metav1.ConditionTrue && c.Reason == state.ReasonAnnouncedL2 && c.Message == wantMsg {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("condition %s = %+v, want True %s %q", speaker.ConditionAnnounced, c, speaker.ReasonAnnouncedL2, wantMsg)
+			t.Fatalf("condition %s = %+v, want True %s %q", state.ConditionAnnounced, c, state.ReasonAnnouncedL2, wantMsg)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/dynamic"
 	clientfeatures "k8s.io/client-go/features"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -91,6 +92,14 @@ func Handler(reg *prometheus.Registry, ready, healthy func() bool) http.Handler 
 // Kube builds a clientset from kubeconfig, or from the in-cluster service
 // account when kubeconfig is empty; qps and burst limit its requests.
 func Kube(kubeconfig string, qps float32, burst int) (*kubernetes.Clientset, error) {
+	kube, _, err := Clients(kubeconfig, qps, burst)
+	return kube, err
+}
+
+// Clients is Kube, and a dynamic client on the same connection settings
+// (JSON: custom resources have no protobuf encoding) for Herald's own
+// resources.
+func Clients(kubeconfig string, qps float32, burst int) (*kubernetes.Clientset, dynamic.Interface, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -99,15 +108,20 @@ func Kube(kubeconfig string, qps float32, burst int) (*kubernetes.Clientset, err
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	listThenWatch()
 	cfg.QPS, cfg.Burst = qps, burst
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	// Protobuf: lists of thousands of Services decode in a fraction of
 	// the time and transient memory of JSON.
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	return kubernetes.NewForConfig(cfg)
+	kube, err := kubernetes.NewForConfig(cfg)
+	return kube, dyn, err
 }
 
 // listThenWatch has informers fill their caches with paged protobuf LISTs
