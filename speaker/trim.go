@@ -58,12 +58,18 @@ type readyEndpoints struct {
 }
 
 func trimSlice(es *discoveryv1.EndpointSlice) *readyEndpoints {
-	out := &readyEndpoints{ObjectMeta: trimMeta(es.ObjectMeta), service: es.Labels[discoveryv1.LabelServiceName]}
+	return &readyEndpoints{ObjectMeta: trimMeta(es.ObjectMeta), service: es.Labels[discoveryv1.LabelServiceName], nodes: ReadyNodes(es)}
+}
+
+// ReadyNodes lists the nodes with a ready endpoint in es, sorted, without
+// duplicates: what the speakers count as "a ready endpoint on the node".
+func ReadyNodes(es *discoveryv1.EndpointSlice) []string {
+	var nodes []string
 	for _, e := range es.Endpoints {
-		if e.NodeName != nil && e.Conditions.Ready != nil && *e.Conditions.Ready && !slices.Contains(out.nodes, *e.NodeName) {
-			out.nodes = append(out.nodes, *e.NodeName)
+		if e.NodeName != nil && e.Conditions.Ready != nil && *e.Conditions.Ready && !slices.Contains(nodes, *e.NodeName) {
+			nodes = append(nodes, *e.NodeName)
 		}
 	}
-	slices.Sort(out.nodes)
-	return out
+	slices.Sort(nodes)
+	return nodes
 }

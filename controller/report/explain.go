@@ -444,11 +444,7 @@ func (e *explainer) slicesOf(svc *corev1.Service) []discoveryv1.EndpointSlice {
 func (e *explainer) readyNodes(svc *corev1.Service) []string {
 	var out []string
 	for _, es := range e.slicesOf(svc) {
-		for _, ep := range es.Endpoints {
-			if ep.NodeName != nil && ep.Conditions.Ready != nil && *ep.Conditions.Ready {
-				out = append(out, *ep.NodeName)
-			}
-		}
+		out = append(out, speaker.ReadyNodes(&es)...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

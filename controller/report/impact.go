@@ -254,11 +254,7 @@ func (c *Cluster) readyNodes() map[string][]string {
 			continue
 		}
 		key := es.Namespace + "/" + svc
-		for _, e := range es.Endpoints {
-			if e.NodeName != nil && e.Conditions.Ready != nil && *e.Conditions.Ready {
-				out[key] = append(out[key], *e.NodeName)
-			}
-		}
+		out[key] = append(out[key], speaker.ReadyNodes(&es)...)
 	}
 	for k, nodes := range out {
 		slices.Sort(nodes)

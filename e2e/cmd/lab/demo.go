@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -110,6 +111,8 @@ func demo(ctx context.Context, cfg lab.Config, mode string) error {
 	}
 	neigh, _ := l.Exec(ctx, l.ClientNS(), "ip", "neigh", "show", vip)
 	fmt.Printf("  the client's neighbour entry: %s", neigh)
+	herald(ctx, l, "status")
+	herald(ctx, l, "explain", "svc/web", "-n", "demo")
 	port := strconv.Itoa(int(svc.Spec.Ports[0].NodePort))
 	fmt.Printf(`
 The lab keeps running (Herald's pods too; the lab's kubelet ended with
@@ -197,6 +200,8 @@ func demoBGP(ctx context.Context, l *lab.Lab, svc *corev1.Service) error {
 		}
 		fmt.Printf("  %-32s -> %s", url, body)
 	}
+	herald(ctx, l, "status")
+	herald(ctx, l, "explain", "svc/web", "-n", "demo")
 	vip := svc.Status.LoadBalancer.Ingress[0].IP
 	fmt.Printf(`
 The lab keeps running (Herald's pods too; the lab's kubelet ended with
@@ -220,6 +225,19 @@ func waitExternalIP(ctx context.Context, l *lab.Lab, ns, name string, timeout ti
 		time.Sleep(100 * time.Millisecond)
 	}
 	return "", fmt.Errorf("service %s/%s got no EXTERNAL-IP in %s; see %s", ns, name, timeout, l.LogPath("herald-controller"))
+}
+
+// herald runs the operator's CLI (kubectl herald) against the lab.
+func herald(ctx context.Context, l *lab.Lab, args ...string) {
+	fmt.Printf("\n$ kubectl herald %s\n", strings.Join(args, " "))
+	bin, err := l.Build(ctx, "github.com/heraldlb/herald/cmd/kubectl-herald")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ControlPlaneNS(), bin, "--kubeconfig", l.Kubeconfig()}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	_ = cmd.Run()
 }
 
 func kubectl(l *lab.Lab, args ...string) {
