@@ -54,7 +54,9 @@ func TestSpeakerWritesOnlyItsOwnState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = admin.CoreV1().Services(otherNamespace).Delete(context.Background(), svc.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = admin.CoreV1().Services(otherNamespace).Delete(context.Background(), svc.Name, metav1.DeleteOptions{})
+	})
 
 	onNode := tokenConfig(t, ctx, &authv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID})
 	unbound := tokenConfig(t, ctx, nil)
