@@ -179,6 +179,15 @@ func (c *Controller) setAnnounced(st *corev1.ServiceStatus, key string, generati
 	return 0
 }
 
+// forgetAnnounced drops what is kept about a Service that is gone.
+func (c *Controller) forgetAnnounced(key string) {
+	if a := c.announced; a != nil {
+		a.mu.Lock()
+		delete(a.unseen, key)
+		a.mu.Unlock()
+	}
+}
+
 // announcedCondition words the condition for a Service's addresses from
 // the nodes announcing them; ok is false when nobody announces any.
 func announcedCondition(as []announcer, addrs []netip.Addr) (metav1.Condition, bool) {

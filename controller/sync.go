@@ -281,6 +281,7 @@ func (c *Controller) reportNoConfig(ctx context.Context, svc *corev1.Service) er
 }
 
 func (c *Controller) release(owner ipam.Owner) {
+	c.forgetAnnounced(string(owner))
 	c.mu.Lock()
 	alloc := c.alloc
 	delete(c.pending, string(owner))

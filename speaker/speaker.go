@@ -45,6 +45,9 @@ type Options struct {
 	// speakerstates resource in Herald's namespace); nil writes nothing.
 	States  dynamic.ResourceInterface
 	Version string // of this binary, published in the SpeakerState
+	// ProxySync tells when kube-proxy on this node has programmed a new
+	// address (proxysync.go); nil announces new addresses at once.
+	ProxySync *ProxySync
 }
 
 // Informers are the speaker's views of the API; Services and EndpointSlices
@@ -79,6 +82,7 @@ type Speaker struct {
 
 	recorder record.EventRecorder
 	loader   config.Loader // only the loop touches it
+	gate     programGate   // only the loop touches it
 	cfgErr   string        // the configuration problem last reported
 
 	mu       sync.Mutex
@@ -117,6 +121,7 @@ func New(inf Informers, members *Members, l2 Announcer, bgp BGP,
 		recorder:   recorder,
 		trigger:    make(chan struct{}, 1),
 		owned:      map[netip.Addr]ownership{},
+		gate:       newProgramGate(opts.ProxySync),
 	}
 	// Finding a Service's slices by label would scan every slice of the
 	// namespace: O(n²) per decision with n Services.
@@ -204,10 +209,13 @@ func (s *Speaker) reconcile(ctx context.Context) time.Duration {
 	next := time.Second // nothing is announced before a first valid config
 	var nodes []NodeInfo
 	if cfg.Config != nil {
-		svcs := s.serviceInfos()
+		svcs, wait := s.gate.filter(ctx, s.serviceInfos(), s.log)
 		nodes = s.nodeInfos()
 		s.reconcileBGP(ctx, cfg, svcs, nodes)
 		next = s.reconcileL2(cfg, svcs, nodes)
+		if wait > 0 {
+			next = min(next, wait)
+		}
 	}
 	s.publish(cfg, nodes)
 	return next

@@ -33,10 +33,10 @@ import (
 )
 
 type flags struct {
-	kubeconfig, node, bind, namespace, configName, lbClass, secret, metricsAddr, logLevel string
-	memberPort, gratuitousRepeat                                                          int
-	holdDown, probeInterval, probeTimeout, handBack, refresh, gratuitousInterval          time.Duration
-	suspicionMult                                                                         int
+	kubeconfig, node, bind, namespace, configName, lbClass, secret, metricsAddr, logLevel, kubeProxy string
+	memberPort, gratuitousRepeat                                                                     int
+	holdDown, probeInterval, probeTimeout, handBack, refresh, gratuitousInterval                     time.Duration
+	suspicionMult                                                                                    int
 }
 
 func main() {
@@ -58,6 +58,8 @@ func main() {
 	flag.DurationVar(&f.refresh, "refresh", 30*time.Second, "period of gratuitous ARP/NA for owned addresses")
 	flag.IntVar(&f.gratuitousRepeat, "gratuitous-repeat", 3, "gratuitous ARP/NA sent after the first on takeover")
 	flag.DurationVar(&f.gratuitousInterval, "gratuitous-interval", 200*time.Millisecond, "between takeover gratuitous ARP/NA")
+	flag.StringVar(&f.kubeProxy, "kube-proxy-healthz", "http://127.0.0.1:10256/healthz",
+		"kube-proxy's health endpoint on the node: a new address is announced once kube-proxy has programmed it (empty: no kube-proxy, announce at once)")
 	flag.StringVar(&f.metricsAddr, "metrics-addr", ":7473", "address for /metrics, /healthz and /readyz (empty: off)")
 	flag.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	printVersion := flag.Bool("version", false, "print the version and exit")
@@ -141,7 +143,7 @@ func runWith(ctx context.Context, log *zap.Logger, f flags, kube kubernetes.Inte
 	}
 	sp := speaker.New(inf, members, announcer, bgpServer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
 		speaker.Options{Node: f.node, Namespace: f.namespace, ConfigName: f.configName, LBClass: f.lbClass, HandBack: f.handBack,
-			Interfaces: l2.InterfacesFor, States: states, Version: version.Version})
+			Interfaces: l2.InterfacesFor, States: states, Version: version.Version, ProxySync: speaker.NewProxySync(f.kubeProxy)})
 	running.Store(sp)
 	for _, factory := range []informers.SharedInformerFactory{all, own} {
 		factory.Start(ctx.Done())

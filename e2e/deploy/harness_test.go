@@ -2,16 +2,12 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -118,120 +114,17 @@ func getEventually(t *testing.T, l *lab.Lab, ns, vip string, timeout time.Durati
 	}
 }
 
-// probe GETs a VIP from a namespace every probeEvery, each on a new
-// connection as a fresh client would, and counts the GETs that fail.
-type probe struct {
-	vip    string
-	cancel context.CancelFunc
-	done   chan struct{}
-	start  time.Time
-	// Written by the probing goroutine, read after done is closed.
-	sent, failed int
-	resets       int      // of the failures: connections reset after they were established
-	failures     []string // the first few
-}
-
 const (
 	probeEvery = 20 * time.Millisecond
 	probeFor   = 4 * time.Minute // no probe outlives this, whatever its test does
 )
 
-func startProbe(t *testing.T, l *lab.Lab, ns, vip string) *probe {
-	ctx, cancel := context.WithTimeout(context.Background(), probeFor)
-	p := &probe{vip: vip, cancel: cancel, done: make(chan struct{}), start: time.Now()}
-	client := lab.HTTPClient(ns, 2*time.Second)
-	go func() {
-		defer close(p.done)
-		for p.sent < int(probeFor/probeEvery) {
-			err := getOnce(ctx, client, url(vip))
-			if ctx.Err() != nil {
-				return // stopped, maybe mid-GET: that GET does not count
-			}
-			p.sent++
-			if err != nil {
-				p.failed++
-				if errors.Is(err, syscall.ECONNRESET) {
-					p.resets++
-				}
-				if len(p.failures) < 5 {
-					p.failures = append(p.failures, fmt.Sprintf("at %v (%s): %v", time.Since(p.start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"), err))
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(probeEvery):
-			}
-		}
-	}()
-	t.Cleanup(p.stop)
+// startProbe GETs vip from namespace ns every probeEvery until the test
+// ends or it is stopped (lab.Probe).
+func startProbe(t *testing.T, ns, vip string) *lab.Probe {
+	p := lab.StartProbe(ns, url(vip), probeEvery, probeFor)
+	t.Cleanup(p.Stop)
 	return p
-}
-
-// getOnce GETs u and reports any failure, a status other than 200 included.
-func getOnce(ctx context.Context, c *http.Client, u string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	return nil
-}
-
-// stop ends the probe; it may be called again.
-func (p *probe) stop() {
-	p.cancel()
-	<-p.done
-}
-
-// expectNoLoss stops the probe and fails the test if any GET failed.
-func (p *probe) expectNoLoss(t *testing.T, during string) {
-	t.Helper()
-	p.stop()
-	took := time.Since(p.start).Round(time.Millisecond)
-	switch {
-	case p.sent == 0:
-		t.Errorf("no GET to %s completed %s (%v)", p.vip, during, took)
-	case p.failed > 0:
-		t.Errorf("%d of %d GETs to %s failed %s (%v): %s", p.failed, p.sent, p.vip, during, took, strings.Join(p.failures, "; "))
-	default:
-		t.Logf("%d GETs to %s %s (%v), none lost", p.sent, p.vip, during, took)
-	}
-}
-
-// expectNoLossBut stops the probe and fails the test if any GET failed,
-// except connections reset in flight when the address moved: at most one
-// per move the client saw (moves). Moving an address to another node
-// resets a connection that is open at that instant (the new node has no
-// state for it: kube-proxy sends it to a backend that answers with a
-// reset); nothing Herald does at layer 2 can carry it over. Every other
-// failure (no answer, refused, timeout) is a gap Herald left, and fails.
-func (p *probe) expectNoLossBut(t *testing.T, during string, moves int) {
-	t.Helper()
-	p.stop()
-	took := time.Since(p.start).Round(time.Millisecond)
-	switch {
-	case p.sent == 0:
-		t.Errorf("no GET to %s completed %s (%v)", p.vip, during, took)
-	case p.failed > p.resets || p.resets > moves:
-		t.Errorf("%d of %d GETs to %s failed %s (%v), %d reset in flight at %d address moves: %s",
-			p.failed, p.sent, p.vip, during, took, p.resets, moves, strings.Join(p.failures, "; "))
-	case p.failed > 0:
-		t.Logf("%d GETs to %s %s (%v): %d reset in flight at one of the %d address moves the client saw, none lost otherwise: %s",
-			p.sent, p.vip, during, took, p.resets, moves, strings.Join(p.failures, "; "))
-	default:
-		t.Logf("%d GETs to %s %s (%v) across %d address moves, none lost", p.sent, p.vip, during, took, moves)
-	}
 }
 
 // macWatch counts how often the client's neighbour entry for an address

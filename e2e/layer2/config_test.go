@@ -53,7 +53,7 @@ func TestConfigEmptyDocumentChangesNothing(t *testing.T) {
 			t.Errorf("with config.yaml %q the record's %s = %q, want the lab's config", doc, config.RecordLatest, got)
 		}
 	}
-	p.expectNoLoss(t, "while config.yaml was empty")
+	p.ExpectNoLoss(t, "while config.yaml was empty")
 }
 
 // A ConfigMap without config.yaml is not an empty configuration: speakers
@@ -75,7 +75,7 @@ func TestConfigMissingKeyChangesNothing(t *testing.T) {
 	if got := record(t, l)[config.RecordLatest]; got != labConfig {
 		t.Errorf("without the key %s the record's %s = %q, want the lab's config", config.Key, config.RecordLatest, got)
 	}
-	p.expectNoLoss(t, "while the ConfigMap had no "+config.Key)
+	p.ExpectNoLoss(t, "while the ConfigMap had no "+config.Key)
 }
 
 // A controller that starts while the config is invalid runs on the record's
@@ -111,12 +111,13 @@ func TestConfigInvalidAcrossControllerRestart(t *testing.T) {
 	if _, c := serviceStatus(t, l, ns); c == nil || c.Reason != controller.ReasonAllocated {
 		t.Errorf("condition %s = %+v, want reason %s", controller.ConditionAllocated, c, controller.ReasonAllocated)
 	}
-	p.expectNoLoss(t, "while the controller restarted with an invalid config")
+	p.ExpectNoLoss(t, "while the controller restarted with an invalid config")
 }
 
 // A speaker that starts while the config is invalid announces under the
 // record's last valid document: it takes its address back after the
-// hold-down, as with a valid config, and no GET is lost on the way.
+// hold-down, as with a valid config, and no GET is lost on the way (but a
+// connection in flight at one of the two moves).
 func TestConfigInvalidAcrossSpeakerRestart(t *testing.T) {
 	l := needLab(t)
 	ctx := t.Context()
@@ -159,7 +160,9 @@ func TestConfigInvalidAcrossSpeakerRestart(t *testing.T) {
 	}
 	t.Logf("%s took %s back %v after its speaker started", owner, vip, back.Round(time.Millisecond))
 	waitLogLine(t, l, name, logFrom, "configuration not loaded", config.Hash(labConfig))
-	p.expectNoLoss(t, "while the owner's speaker restarted with an invalid config")
+	// The address moved twice (to another node while the speaker was down,
+	// and back): a connection open at either instant is reset.
+	p.ExpectNoLossBut(t, "while the owner's speaker restarted with an invalid config", 2)
 }
 
 // extraConfig is the lab's config plus a pool outside "lan" (pools may not
@@ -209,7 +212,7 @@ func TestConfigChangeHeldUntilConfirmed(t *testing.T) {
 	}
 	hash := config.Hash(labConfig)
 	nothingMoves(t, l, ns, vip, owner, quiet, "after an unconfirmed edit removed its pool")
-	p.expectNoLoss(t, "while the edit was held")
+	p.ExpectNoLoss(t, "while the edit was held")
 
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -426,71 +429,15 @@ func waitLogLine(t *testing.T, l *lab.Lab, name string, from int64, words ...str
 	}
 }
 
-// probe GETs a VIP from the client every probeEvery in the background, as a
-// user's client would, and counts the GETs that fail.
-type probe struct {
-	vip    string
-	cancel context.CancelFunc
-	done   chan struct{}
-	start  time.Time
-	// Written by the probing goroutine, read after done is closed.
-	sent, failed int
-	failures     []string // the first few
-}
-
 const (
 	probeEvery = 50 * time.Millisecond
 	probeFor   = 60 * time.Second // no probe outlives this, whatever its test does
 )
 
-func startProbe(t *testing.T, l *lab.Lab, vip string) *probe {
-	ctx, cancel := context.WithTimeout(context.Background(), probeFor)
-	p := &probe{vip: vip, cancel: cancel, done: make(chan struct{}), start: time.Now()}
-	url := "http://" + net.JoinHostPort(vip, "80") + "/"
-	go func() {
-		defer close(p.done)
-		for p.sent < int(probeFor/probeEvery) {
-			gctx, gcancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := l.HTTPGet(gctx, l.ClientNS(), url)
-			gcancel()
-			if ctx.Err() != nil {
-				return // stopped, maybe mid-GET: that GET does not count
-			}
-			p.sent++
-			if err != nil {
-				p.failed++
-				if len(p.failures) < 5 {
-					p.failures = append(p.failures, fmt.Sprintf("at %v: %v", time.Since(p.start).Round(time.Millisecond), err))
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(probeEvery):
-			}
-		}
-	}()
-	t.Cleanup(p.stop)
+// startProbe GETs vip from the client every probeEvery in the background,
+// as a user's client would (lab.Probe), until the test ends or it is stopped.
+func startProbe(t *testing.T, l *lab.Lab, vip string) *lab.Probe {
+	p := lab.StartProbe(l.ClientNS(), "http://"+net.JoinHostPort(vip, "80")+"/", probeEvery, probeFor)
+	t.Cleanup(p.Stop)
 	return p
-}
-
-// stop ends the probe; it may be called again.
-func (p *probe) stop() {
-	p.cancel()
-	<-p.done
-}
-
-// expectNoLoss stops the probe and fails the test if any GET failed.
-func (p *probe) expectNoLoss(t *testing.T, during string) {
-	t.Helper()
-	p.stop()
-	took := time.Since(p.start).Round(time.Millisecond)
-	switch {
-	case p.sent == 0:
-		t.Errorf("no GET to %s completed %s (%v)", p.vip, during, took)
-	case p.failed > 0:
-		t.Errorf("%d of %d GETs to %s failed %s (%v): %s", p.failed, p.sent, p.vip, during, took, strings.Join(p.failures, "; "))
-	default:
-		t.Logf("%d GETs to %s %s (%v), none lost", p.sent, p.vip, during, took)
-	}
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -337,104 +335,28 @@ func getSteady(t *testing.T, l *lab.Lab, ns, url, app string, timeout time.Durat
 	t.Logf("GET %s from %s steadily answered after %v: %s", url, ns, time.Since(start).Round(time.Millisecond), strings.TrimSpace(body))
 }
 
-// probe GETs a URL from a namespace every probeEvery, each on a new
-// connection as a fresh client would, and counts the GETs that fail.
-type probe struct {
-	url    string
-	cancel context.CancelFunc
-	done   chan struct{}
-	start  time.Time
-	// Written by the probing goroutine, read after done is closed.
-	sent, failed int
-	failures     []string // the first few
-}
-
 const (
 	probeEvery = 20 * time.Millisecond
 	probeFor   = 5 * time.Second
 )
 
-func startProbe(t *testing.T, ns, url string) *probe {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // no probe outlives this
-	p := &probe{url: url, cancel: cancel, done: make(chan struct{}), start: time.Now()}
-	client := lab.HTTPClient(ns, 2*time.Second)
-	go func() {
-		defer close(p.done)
-		for ctx.Err() == nil {
-			err := getOnce(ctx, client, url)
-			if ctx.Err() != nil {
-				return // stopped, maybe mid-GET: that GET does not count
-			}
-			p.sent++
-			if err != nil {
-				p.failed++
-				if len(p.failures) < 5 {
-					p.failures = append(p.failures, fmt.Sprintf("at %v (%s): %v", time.Since(p.start).Round(time.Millisecond), time.Now().UTC().Format("15:04:05.000"), err))
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(probeEvery):
-			}
-		}
-	}()
-	t.Cleanup(p.stop)
-	return p
-}
-
-// getOnce GETs u and reports any failure, a status other than 200 included.
-func getOnce(ctx context.Context, c *http.Client, u string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	return nil
-}
-
-func (p *probe) stop() {
-	p.cancel()
-	<-p.done
-}
-
-// expectNoLoss stops the probe and fails the test if any GET failed.
-func (p *probe) expectNoLoss(t *testing.T, from string) {
-	t.Helper()
-	p.stop()
-	took := time.Since(p.start).Round(time.Millisecond)
-	switch {
-	case p.sent < int(probeFor/probeEvery)/4:
-		t.Errorf("only %d GETs to %s from %s completed in %v", p.sent, p.url, from, took)
-	case p.failed > 0:
-		t.Errorf("%d of %d GETs to %s from %s failed in %v: %s", p.failed, p.sent, p.url, from, took, strings.Join(p.failures, "; "))
-	default:
-		t.Logf("%d GETs to %s from %s in %v, none lost", p.sent, p.url, from, took)
-	}
-}
-
 // probeAll probes every URL of svcs from ns at once for probeFor, and
 // fails the test for any GET lost.
 func probeAll(t *testing.T, ns, from string, svcs []migrated) {
 	t.Helper()
-	var ps []*probe
+	var ps []*lab.Probe
 	for _, s := range svcs {
 		for _, u := range s.urls() {
-			ps = append(ps, startProbe(t, ns, u))
+			p := lab.StartProbe(ns, u, probeEvery, 2*time.Minute)
+			t.Cleanup(p.Stop)
+			ps = append(ps, p)
 		}
 	}
 	time.Sleep(probeFor)
 	for _, p := range ps {
-		p.expectNoLoss(t, from)
+		if n := p.Sent(); n < int(probeFor/probeEvery)/4 {
+			t.Errorf("only %d GETs to %s from %s completed in %v", n, p.URL, from, probeFor)
+		}
+		p.ExpectNoLoss(t, "from "+from)
 	}
 }

@@ -1,0 +1,186 @@
+package speaker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A new address is announced only once kube-proxy on this node has
+// programmed it. Before that, a packet for it that reaches the node is not
+// DNATed: the node routes it by its own table, usually back to the router,
+// which sends it back (a loop until the TTL runs out), and the node's
+// conntrack keeps that unNATed flow for up to two minutes (SYN_SENT), so a
+// later connection that happens to reuse the client's port loops too.
+// Measured in the lab (e2e/deploy): a client GETting through the router
+// lost a connection some 30 s after the Service appeared, on a port that
+// had looped in its first second.
+//
+// kube-proxy's /healthz reports, per IP family, when its proxier last
+// completed a sync of the rules. An address first seen at t is held back
+// until that time is past t plus proxySyncMargin (about a second, what
+// kube-proxy takes anyway), or for proxySyncWait at
+// most (then it is announced anyway, and logged: a slow or absent
+// kube-proxy must not keep a Service dark). Addresses known at the
+// speaker's first decision are taken as programmed: a restarting speaker
+// keeps announcing what its node served.
+
+const (
+	// proxySyncMargin covers a sync already running when the address came
+	// (it may end after the address came without including it) and
+	// kube-proxy learning of the address a little after this speaker: a
+	// sync completed later than that has started after it (kube-proxy
+	// syncs at most once per --iptables-min-sync-period, 1 s by default).
+	proxySyncMargin = 1200 * time.Millisecond
+	proxySyncWait   = 5 * time.Second
+	proxySyncPoll   = 100 * time.Millisecond
+)
+
+// ProxySync reads kube-proxy's health endpoint on this node.
+type ProxySync struct {
+	URL    string // e.g. http://127.0.0.1:10256/healthz
+	client *http.Client
+}
+
+// NewProxySync returns a reader of kube-proxy's /healthz at url; nil when
+// url is "" (a cluster without kube-proxy: nothing is held back).
+func NewProxySync(url string) *ProxySync {
+	if url == "" {
+		return nil
+	}
+	return &ProxySync{URL: url, client: &http.Client{Timeout: 200 * time.Millisecond}}
+}
+
+// proxyHealth is the part of kube-proxy's /healthz answer read here.
+type proxyHealth struct {
+	Status map[string]struct {
+		LastUpdated time.Time `json:"lastUpdated"`
+	} `json:"status"`
+}
+
+// LastSynced returns when kube-proxy last completed a sync of its rules for
+// each family ("IPv4", "IPv6").
+func (p *ProxySync) LastSynced(ctx context.Context) (map[string]time.Time, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var h proxyHealth
+	// An unhealthy kube-proxy answers 503 with the same body.
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&h); err != nil {
+		return nil, fmt.Errorf("kube-proxy health %s (%s): %w", p.URL, resp.Status, err)
+	}
+	out := make(map[string]time.Time, len(h.Status))
+	for fam, st := range h.Status {
+		out[fam] = st.LastUpdated
+	}
+	return out, nil
+}
+
+// newProgramGate holds back new addresses until p reports them programmed.
+func newProgramGate(p *ProxySync) programGate {
+	if p == nil {
+		return programGate{}
+	}
+	return programGate{read: p.LastSynced, where: p.URL, now: time.Now}
+}
+
+// programGate holds back addresses kube-proxy has not programmed yet. Only
+// the speaker's loop touches it.
+type programGate struct {
+	// read returns kube-proxy's last sync per family; nil: nothing is
+	// held back. where names it in logs.
+	read    func(context.Context) (map[string]time.Time, error)
+	where   string
+	now     func() time.Time
+	started bool
+	seen    map[netip.Addr]bool
+	pending map[netip.Addr]time.Time // first seen
+	synced  map[string]time.Time
+	polled  time.Time
+}
+
+// filter returns svcs without the addresses kube-proxy has not programmed,
+// and when to look again (0: nothing waits).
+func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.Logger) ([]ServiceInfo, time.Duration) {
+	if g.read == nil {
+		return svcs, 0
+	}
+	now := g.now()
+	current := map[netip.Addr]bool{}
+	for _, s := range svcs {
+		for _, a := range s.Addrs {
+			current[a] = true
+		}
+	}
+	if !g.started {
+		g.started, g.seen, g.pending = true, current, map[netip.Addr]time.Time{}
+		return svcs, 0
+	}
+	for a := range current {
+		if !g.seen[a] {
+			g.seen[a], g.pending[a] = true, now
+		}
+	}
+	for a := range g.seen {
+		if !current[a] {
+			delete(g.seen, a)
+			delete(g.pending, a) // back later: new again
+		}
+	}
+	if len(g.pending) == 0 {
+		return svcs, 0
+	}
+	if now.Sub(g.polled) >= proxySyncPoll {
+		g.polled = now
+		synced, err := g.read(ctx)
+		if err != nil {
+			log.Debug("kube-proxy's sync time not read", zap.Error(err))
+		}
+		g.synced = synced
+	}
+	for a, t := range g.pending {
+		fam := "IPv4"
+		if a.Is6() {
+			fam = "IPv6"
+		}
+		last, known := g.synced[fam]
+		switch {
+		case known && last.After(t.Add(proxySyncMargin)):
+			log.Info("kube-proxy has programmed a new address", zap.Stringer("ip", a), zap.Duration("after", now.Sub(t)), zap.Time("synced", last))
+			delete(g.pending, a)
+		case now.Sub(t) >= proxySyncWait:
+			log.Info("announcing an address kube-proxy has not reported programming", zap.Stringer("ip", a),
+				zap.Duration("waited", now.Sub(t)), zap.String("kubeProxy", g.where))
+			delete(g.pending, a)
+		}
+	}
+	if len(g.pending) == 0 {
+		return svcs, 0
+	}
+	out := make([]ServiceInfo, 0, len(svcs))
+	for _, s := range svcs {
+		kept := s
+		kept.Addrs = nil
+		for _, a := range s.Addrs {
+			if _, wait := g.pending[a]; !wait {
+				kept.Addrs = append(kept.Addrs, a)
+			}
+		}
+		if len(kept.Addrs) > 0 {
+			out = append(out, kept)
+		}
+	}
+	return out, proxySyncPoll
+}

@@ -1,0 +1,86 @@
+package speaker
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap"
+)
+
+func TestProgramGate(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	now := t0
+	synced := map[string]time.Time{"IPv4": t0.Add(-time.Minute), "IPv6": t0.Add(-time.Minute)}
+	g := programGate{
+		read:  func(context.Context) (map[string]time.Time, error) { return synced, nil },
+		where: "test", now: func() time.Time { return now },
+	}
+	a4, a6, b4 := netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("198.51.100.11")
+	addrs := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+	svc := func(key string, addrs ...netip.Addr) ServiceInfo { return ServiceInfo{Key: key, Addrs: addrs} }
+	step := func(name string, in []ServiceInfo, want []ServiceInfo, wantWait bool) {
+		t.Helper()
+		got, wait := g.filter(t.Context(), in, zap.NewNop())
+		if diff := cmp.Diff(want, got, addrs); diff != "" {
+			t.Errorf("%s: announced (-want +got):\n%s", name, diff)
+		}
+		if (wait > 0) != wantWait {
+			t.Errorf("%s: look again in %v, want waiting %v", name, wait, wantWait)
+		}
+	}
+	// What the first decision sees was programmed before this speaker came.
+	step("first decision", []ServiceInfo{svc("a", a4)}, []ServiceInfo{svc("a", a4)}, false)
+
+	now = now.Add(time.Second)
+	both := []ServiceInfo{svc("a", a4), svc("b", b4, a6)}
+	step("new addresses wait", both, []ServiceInfo{svc("a", a4)}, true)
+
+	now = now.Add(proxySyncMargin)
+	synced = map[string]time.Time{"IPv4": now.Add(-time.Millisecond), "IPv6": t0}
+	step("a sync that may have begun before it came", both, []ServiceInfo{svc("a", a4)}, true)
+
+	now = now.Add(100 * time.Millisecond)
+	synced = map[string]time.Time{"IPv4": now.Add(-time.Millisecond), "IPv6": t0}
+	step("IPv4 synced after it came", both, []ServiceInfo{svc("a", a4), svc("b", b4)}, true)
+
+	now = now.Add(proxySyncWait)
+	step("IPv6 announced after the longest wait", both, both, false)
+
+	now = now.Add(time.Second)
+	step("gone", []ServiceInfo{svc("a", a4)}, []ServiceInfo{svc("a", a4)}, false)
+	now = now.Add(time.Second)
+	step("back: new again", both, []ServiceInfo{svc("a", a4)}, true)
+
+	var none programGate
+	if got, wait := none.filter(t.Context(), both, zap.NewNop()); !cmp.Equal(got, both, addrs) || wait != 0 {
+		t.Errorf("without kube-proxy: %v %v, want everything at once", got, wait)
+	}
+}
+
+func TestProxySyncReadsKubeProxy(t *testing.T) {
+	// The shape of kube-proxy's /healthz (v1.37), healthy and not.
+	for _, code := range []int{http.StatusOK, http.StatusServiceUnavailable} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(code)
+			_, _ = w.Write([]byte(`{"lastUpdated":"2026-12-01T22:31:06.5Z","currentTime":"2026-12-01T22:31:06.5Z","nodeEligible":true,` +
+				`"healthy":true,"status":{"IPv4":{"lastUpdated":"2026-12-01T22:30:59.25Z","healthy":true},"IPv6":{"lastUpdated":"2026-12-01T22:30:58Z","healthy":true}}}`))
+		}))
+		got, err := NewProxySync(srv.URL).LastSynced(t.Context())
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]time.Time{"IPv4": time.Date(2026, 12, 1, 22, 30, 59, 250e6, time.UTC), "IPv6": time.Date(2026, 12, 1, 22, 30, 58, 0, time.UTC)}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("status %d (-want +got):\n%s", code, diff)
+		}
+	}
+	if NewProxySync("") != nil {
+		t.Error(`NewProxySync("") is not nil`)
+	}
+}
