@@ -24,7 +24,7 @@ import (
 //
 // kube-proxy's /healthz reports, per IP family, when its proxier last
 // completed a sync of the rules. An address first seen at t is held back
-// until that time is past t plus proxySyncMargin (about a second, what
+// until that time, for every family, is past t plus proxySyncMargin (about a second, what
 // kube-proxy takes anyway), or for proxySyncWait at
 // most (then it is announced anyway, and logged: a slow or absent
 // kube-proxy must not keep a Service dark). Addresses known at the
@@ -150,12 +150,17 @@ func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.L
 		}
 		g.synced = synced
 	}
-	for a, t := range g.pending {
-		fam := "IPv4"
-		if a.Is6() {
-			fam = "IPv6"
+	// Every family's proxier must have synced: kube-proxy's proxiers each
+	// sync on every change, and a dual-stack Service's two addresses then
+	// go out together (one Event, one status change, not two).
+	var last time.Time
+	known := len(g.synced) > 0
+	for _, t := range g.synced {
+		if last.IsZero() || t.Before(last) {
+			last = t
 		}
-		last, known := g.synced[fam]
+	}
+	for a, t := range g.pending {
 		switch {
 		case known && last.After(t.Add(proxySyncMargin)):
 			log.Info("kube-proxy has programmed a new address", zap.Stringer("ip", a), zap.Duration("after", now.Sub(t)), zap.Time("synced", last))

@@ -46,10 +46,17 @@ func TestProgramGate(t *testing.T) {
 
 	now = now.Add(100 * time.Millisecond)
 	synced = map[string]time.Time{"IPv4": now.Add(-time.Millisecond), "IPv6": t0}
-	step("IPv4 synced after it came", both, []ServiceInfo{svc("a", a4), svc("b", b4)}, true)
+	step("only IPv4's proxier synced since", both, []ServiceInfo{svc("a", a4)}, true)
 
+	now = now.Add(100 * time.Millisecond)
+	synced = map[string]time.Time{"IPv4": now.Add(-time.Millisecond), "IPv6": now.Add(-2 * time.Millisecond)}
+	step("both synced: both families go out together", both, both, false)
+
+	now = now.Add(time.Second)
+	three := append(both, svc("c", netip.MustParseAddr("198.51.100.12")))
+	step("another new one", three, both, true)
 	now = now.Add(proxySyncWait)
-	step("IPv6 announced after the longest wait", both, both, false)
+	step("announced after the longest wait", three, three, false)
 
 	now = now.Add(time.Second)
 	step("gone", []ServiceInfo{svc("a", a4)}, []ServiceInfo{svc("a", a4)}, false)
