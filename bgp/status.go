@@ -129,6 +129,21 @@ func (s *Server) Peers() []PeerStatus {
 	return out
 }
 
+// Sessions returns every wanted session's state as the server last saw it
+// change (name, address, state, since, last error), sorted by Name, without
+// asking GoBGP for counters as Peers does: cheap enough to call at every
+// decision.
+func (s *Server) Sessions() []PeerStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PeerStatus, 0, len(s.status))
+	for _, st := range s.status {
+		out = append(out, st.PeerStatus)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 type peerSnapshot struct {
 	PeerStatus
 	hasBFD      bool

@@ -20,7 +20,7 @@ import (
 // BGP is what the speaker drives for BGP (bgp.Server).
 type BGP interface {
 	Set(ctx context.Context, d bgp.Desired) error
-	Peers() []bgp.PeerStatus
+	Sessions() []bgp.PeerStatus
 	// Changes receives when a session goes up or down.
 	Changes() <-chan struct{}
 }

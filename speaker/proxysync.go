@@ -23,23 +23,26 @@ import (
 // had looped in its first second.
 //
 // kube-proxy's /healthz reports, per IP family, when its proxier last
-// completed a sync of the rules. An address first seen at t is held back
-// until that time, for every family, is past t plus proxySyncMargin (about a second, what
-// kube-proxy takes anyway), or for proxySyncWait at
-// most (then it is announced anyway, and logged: a slow or absent
-// kube-proxy must not keep a Service dark). Addresses known at the
+// completed a sync of the rules (the oldest over the families counts). A
+// sync that completes after an address came may have begun before
+// kube-proxy learnt of it; kube-proxy then syncs again, at most
+// --iptables-min-sync-period (1 s by default) after the start of the one
+// before. So an address first seen at t is announced once kube-proxy
+// reports a sync completed after t and then either another completed sync,
+// or none for proxySyncQuiet (the first included it), or a sync completed
+// later than t + proxySyncQuiet; and after proxySyncWait at most (then it
+// is announced anyway, and logged: a slow or absent kube-proxy must not
+// keep a Service dark). Addresses known at the
 // speaker's first decision are taken as programmed: a restarting speaker
 // keeps announcing what its node served.
 
 const (
-	// proxySyncMargin covers a sync already running when the address came
-	// (it may end after the address came without including it) and
-	// kube-proxy learning of the address a little after this speaker: a
-	// sync completed later than that has started after it (kube-proxy
-	// syncs at most once per --iptables-min-sync-period, 1 s by default).
-	proxySyncMargin = 1200 * time.Millisecond
-	proxySyncWait   = 5 * time.Second
-	proxySyncPoll   = 100 * time.Millisecond
+	// proxySyncQuiet is kube-proxy's minimum sync period (1 s by default)
+	// and a margin for the sync's own duration and for kube-proxy learning
+	// of the address a little after this speaker.
+	proxySyncQuiet = 1200 * time.Millisecond
+	proxySyncWait  = 5 * time.Second
+	proxySyncPoll  = 100 * time.Millisecond
 )
 
 // ProxySync reads kube-proxy's health endpoint on this node.
@@ -88,6 +91,29 @@ func (p *ProxySync) LastSynced(ctx context.Context) (map[string]time.Time, error
 	return out, nil
 }
 
+// waiting is a new address held back.
+type waiting struct {
+	since time.Time // first seen
+	first time.Time // the first sync completion seen after since; zero before
+}
+
+// programmed reports whether kube-proxy's last sync completion (last, if
+// known) shows the address programmed by now (see the rule above).
+func (w *waiting) programmed(known bool, last, now time.Time) bool {
+	switch {
+	case !known || !last.After(w.since):
+		return false
+	case last.After(w.since.Add(proxySyncQuiet)):
+		return true
+	case w.first.IsZero():
+		w.first = last
+		return false
+	case last.After(w.first):
+		return true // a later sync began after the first ended, after the address came
+	}
+	return now.Sub(w.first) >= proxySyncQuiet // no sync since: the first had it
+}
+
 // newProgramGate holds back new addresses until p reports them programmed.
 func newProgramGate(p *ProxySync) programGate {
 	if p == nil {
@@ -106,7 +132,7 @@ type programGate struct {
 	now     func() time.Time
 	started bool
 	seen    map[netip.Addr]bool
-	pending map[netip.Addr]time.Time // first seen
+	pending map[netip.Addr]*waiting
 	synced  map[string]time.Time
 	polled  time.Time
 }
@@ -125,12 +151,12 @@ func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.L
 		}
 	}
 	if !g.started {
-		g.started, g.seen, g.pending = true, current, map[netip.Addr]time.Time{}
+		g.started, g.seen, g.pending = true, current, map[netip.Addr]*waiting{}
 		return svcs, 0
 	}
 	for a := range current {
 		if !g.seen[a] {
-			g.seen[a], g.pending[a] = true, now
+			g.seen[a], g.pending[a] = true, &waiting{since: now}
 		}
 	}
 	for a := range g.seen {
@@ -160,14 +186,13 @@ func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.L
 			last = t
 		}
 	}
-	for a, t := range g.pending {
-		switch {
-		case known && last.After(t.Add(proxySyncMargin)):
-			log.Info("kube-proxy has programmed a new address", zap.Stringer("ip", a), zap.Duration("after", now.Sub(t)), zap.Time("synced", last))
+	for a, w := range g.pending {
+		if w.programmed(known, last, now) {
+			log.Info("kube-proxy has programmed a new address", zap.Stringer("ip", a), zap.Duration("after", now.Sub(w.since)))
 			delete(g.pending, a)
-		case now.Sub(t) >= proxySyncWait:
+		} else if now.Sub(w.since) >= proxySyncWait {
 			log.Info("announcing an address kube-proxy has not reported programming", zap.Stringer("ip", a),
-				zap.Duration("waited", now.Sub(t)), zap.String("kubeProxy", g.where))
+				zap.Duration("waited", now.Sub(w.since)), zap.String("kubeProxy", g.where))
 			delete(g.pending, a)
 		}
 	}

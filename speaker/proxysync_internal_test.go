@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -40,23 +41,41 @@ func TestProgramGate(t *testing.T) {
 	both := []ServiceInfo{svc("a", a4), svc("b", b4, a6)}
 	step("new addresses wait", both, []ServiceInfo{svc("a", a4)}, true)
 
-	now = now.Add(proxySyncMargin)
-	synced = map[string]time.Time{"IPv4": now.Add(-time.Millisecond), "IPv6": t0}
-	step("a sync that may have begun before it came", both, []ServiceInfo{svc("a", a4)}, true)
-
-	now = now.Add(100 * time.Millisecond)
-	synced = map[string]time.Time{"IPv4": now.Add(-time.Millisecond), "IPv6": t0}
-	step("only IPv4's proxier synced since", both, []ServiceInfo{svc("a", a4)}, true)
-
-	now = now.Add(100 * time.Millisecond)
+	now = now.Add(300 * time.Millisecond)
 	synced = map[string]time.Time{"IPv4": now.Add(-time.Millisecond), "IPv6": now.Add(-2 * time.Millisecond)}
-	step("both synced: both families go out together", both, both, false)
+	step("a sync ended since: it may have begun before", both, []ServiceInfo{svc("a", a4)}, true)
+
+	now = now.Add(proxySyncQuiet - 100*time.Millisecond)
+	step("no other sync yet", both, []ServiceInfo{svc("a", a4)}, true)
+
+	now = now.Add(100 * time.Millisecond)
+	step("no other sync within kube-proxy's period: the first had them, both families together", both, both, false)
 
 	now = now.Add(time.Second)
-	three := append(both, svc("c", netip.MustParseAddr("198.51.100.12")))
+	three := append(slices.Clone(both), svc("c", netip.MustParseAddr("198.51.100.12")))
 	step("another new one", three, both, true)
+	now = now.Add(100 * time.Millisecond)
+	synced = map[string]time.Time{"IPv4": now, "IPv6": now}
+	step("a first sync", three, both, true)
+	now = now.Add(500 * time.Millisecond)
+	synced = map[string]time.Time{"IPv4": now, "IPv6": now}
+	step("a second sync: it began after the first", three, three, false)
+
+	now = now.Add(time.Second)
+	four := append(slices.Clone(three), svc("d", netip.MustParseAddr("198.51.100.13")))
+	step("one more", four, three, true)
+	now = now.Add(proxySyncQuiet + time.Millisecond)
+	synced = map[string]time.Time{"IPv4": now, "IPv6": t0} // IPv6's proxier stuck
+	step("a family's proxier has not synced", four, three, true)
 	now = now.Add(proxySyncWait)
-	step("announced after the longest wait", three, three, false)
+	step("announced after the longest wait", four, four, false)
+
+	now = now.Add(time.Second)
+	five := append(slices.Clone(four), svc("e", netip.MustParseAddr("198.51.100.14")))
+	step("and one more", five, four, true)
+	now = now.Add(proxySyncQuiet + 2*time.Millisecond)
+	synced = map[string]time.Time{"IPv4": now.Add(-time.Millisecond), "IPv6": now.Add(-time.Millisecond)}
+	step("a sync completed a full period after it came", five, five, false)
 
 	now = now.Add(time.Second)
 	step("gone", []ServiceInfo{svc("a", a4)}, []ServiceInfo{svc("a", a4)}, false)

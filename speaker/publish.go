@@ -33,7 +33,7 @@ func (s *Speaker) publish(cfg config.State, nodes []NodeInfo) {
 	}
 	s.mu.Unlock()
 	if s.bgp != nil {
-		st.Sessions = sessions(s.bgp.Peers(), s.bgpState.asns)
+		st.Sessions = sessions(s.bgp.Sessions(), s.bgpState.asns)
 	}
 	node, _ := s.nodes.Get(s.opts.Node)
 	s.report.publish(st, node)
