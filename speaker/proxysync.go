@@ -30,7 +30,8 @@ import (
 // before. So an address first seen at t is announced once kube-proxy
 // reports a sync completed after t and then either another completed sync,
 // or none for proxySyncQuiet (the first included it), or a sync completed
-// later than t + proxySyncQuiet; and after proxySyncWait at most (then it
+// later than t + proxySyncQuiet, or no sync at all for proxySyncQuiet after
+// t (kube-proxy, quicker than this speaker, synced it before); and after proxySyncWait at most (then it
 // is announced anyway, and logged: a slow or absent kube-proxy must not
 // keep a Service dark). Addresses known at the
 // speaker's first decision are taken as programmed: a restarting speaker
@@ -100,18 +101,29 @@ type waiting struct {
 // programmed reports whether kube-proxy's last sync completion (last, if
 // known) shows the address programmed by now (see the rule above).
 func (w *waiting) programmed(known bool, last, now time.Time) bool {
-	switch {
-	case !known || !last.After(w.since):
+	if !known {
 		return false
+	}
+	switch {
 	case last.After(w.since.Add(proxySyncQuiet)):
 		return true
-	case w.first.IsZero():
+	case !w.first.IsZero() && last.After(w.first):
+		return true // a later sync began after the first ended, after the address came
+	case w.first.IsZero() && last.After(w.since):
 		w.first = last
 		return false
-	case last.After(w.first):
-		return true // a later sync began after the first ended, after the address came
 	}
-	return now.Sub(w.first) >= proxySyncQuiet // no sync since: the first had it
+	// No sync since the first one after the address came, or none at all
+	// since it came (kube-proxy had synced it before this speaker looked):
+	// a change left out would have been synced within kube-proxy's period.
+	return now.Sub(later(w.since, w.first)) >= proxySyncQuiet
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // newProgramGate holds back new addresses until p reports them programmed.

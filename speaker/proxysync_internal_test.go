@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -66,9 +67,19 @@ func TestProgramGate(t *testing.T) {
 	step("one more", four, three, true)
 	now = now.Add(proxySyncQuiet + time.Millisecond)
 	synced = map[string]time.Time{"IPv4": now, "IPv6": t0} // IPv6's proxier stuck
-	step("a family's proxier has not synced", four, three, true)
+	step("a proxier that does not sync is quiet: its period has passed", four, four, false)
+
+	now = now.Add(time.Second)
+	synced = map[string]time.Time{"IPv4": now, "IPv6": now}
+	late := append(slices.Clone(four), svc("g", netip.MustParseAddr("198.51.100.16")))
+	step("one more again", late, four, true)
+	read := g.read
+	g.read = func(context.Context) (map[string]time.Time, error) { return nil, errors.New("kube-proxy away") }
+	step("kube-proxy unreadable", late, four, true)
 	now = now.Add(proxySyncWait)
-	step("announced after the longest wait", four, four, false)
+	step("announced after the longest wait", late, late, false)
+	g.read = read
+	four = late
 
 	now = now.Add(time.Second)
 	five := append(slices.Clone(four), svc("e", netip.MustParseAddr("198.51.100.14")))
@@ -76,6 +87,14 @@ func TestProgramGate(t *testing.T) {
 	now = now.Add(proxySyncQuiet + 2*time.Millisecond)
 	synced = map[string]time.Time{"IPv4": now.Add(-time.Millisecond), "IPv6": now.Add(-time.Millisecond)}
 	step("a sync completed a full period after it came", five, five, false)
+
+	now = now.Add(time.Second)
+	six := append(slices.Clone(five), svc("f", netip.MustParseAddr("198.51.100.15")))
+	step("kube-proxy synced it before this speaker saw it", six, five, true)
+	now = now.Add(proxySyncQuiet - time.Millisecond)
+	step("quiet kube-proxy, not yet its period", six, five, true)
+	now = now.Add(time.Millisecond)
+	step("quiet kube-proxy for its period", six, six, false)
 
 	now = now.Add(time.Second)
 	step("gone", []ServiceInfo{svc("a", a4)}, []ServiceInfo{svc("a", a4)}, false)

@@ -34,7 +34,7 @@ func StartProbe(ns, url string, every, limit time.Duration) *Probe {
 	go func() {
 		defer close(p.done)
 		for ctx.Err() == nil {
-			err := getOnce(ctx, client, url)
+			err := GetOK(ctx, client, url)
 			if ctx.Err() != nil {
 				return // stopped, maybe mid-GET: that GET does not count
 			}
@@ -58,8 +58,8 @@ func StartProbe(ns, url string, every, limit time.Duration) *Probe {
 	return p
 }
 
-// getOnce GETs u and reports any failure, a status other than 200 included.
-func getOnce(ctx context.Context, c *http.Client, u string) error {
+// GetOK GETs u and reports any failure, a status other than 200 included.
+func GetOK(ctx context.Context, c *http.Client, u string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
@@ -88,6 +88,12 @@ func (p *Probe) Stop() {
 func (p *Probe) Sent() int {
 	p.Stop()
 	return p.sent
+}
+
+// Failed stops the probe and returns how many GETs failed.
+func (p *Probe) Failed() int {
+	p.Stop()
+	return p.failed
 }
 
 // ExpectNoLoss stops the probe and fails the test if any GET failed.

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -74,7 +72,7 @@ func benchInstall(ctx context.Context) error {
 	installed := make(chan error, 1)
 	start := time.Now()
 	go func() { installed <- l.InstallHerald(ctx, lab.Install{Images: img}) }()
-	for getOK(ctx, client, url) != nil {
+	for lab.GetOK(ctx, client, url) != nil {
 		select {
 		case err := <-installed:
 			if err != nil {
@@ -98,7 +96,7 @@ func benchInstall(ctx context.Context) error {
 	}
 	fmt.Printf("install_to_first_ip_s=%.1f install_ref_kubectl_apply_ms=%d\n", firstIP.Seconds(), ms(ref))
 
-	sent, lost, took, err := rollSpeakers(ctx, l, client, url)
+	sent, lost, took, err := rollSpeakers(ctx, l, url)
 	if err != nil {
 		return err
 	}
@@ -121,61 +119,18 @@ func applyDryRun(ctx context.Context, l *lab.Lab) (time.Duration, error) {
 }
 
 // rollSpeakers restarts the speaker DaemonSet's rollout while GETting url
-// every installEvery and returns the GETs sent and lost and how long the
-// rollout took.
-func rollSpeakers(ctx context.Context, l *lab.Lab, client *http.Client, url string) (sent, lost int, took time.Duration, err error) {
-	pctx, stop := context.WithCancel(ctx)
-	type count struct{ sent, lost int }
-	counted := make(chan count, 1)
-	go func() {
-		var c count
-		defer func() { counted <- c }()
-		for pctx.Err() == nil {
-			err := getOK(pctx, client, url)
-			if pctx.Err() != nil {
-				return // stopped mid-GET: not counted
-			}
-			c.sent++
-			if err != nil {
-				c.lost++
-			}
-			select {
-			case <-pctx.Done():
-			case <-time.After(installEvery):
-			}
-		}
-	}()
+// from the client every installEvery (lab.Probe) and returns the GETs sent
+// and lost and how long the rollout took.
+func rollSpeakers(ctx context.Context, l *lab.Lab, url string) (sent, lost int, took time.Duration, err error) {
+	p := lab.StartProbe(l.ClientNS(), url, installEvery, installBudget)
+	defer p.Stop()
 	time.Sleep(time.Second)
 	start := time.Now()
 	if out, err := l.Kubectl(ctx, "-n", lab.HeraldNamespace, "rollout", "restart", "daemonset/herald-speaker"); err != nil {
-		stop()
-		<-counted
 		return 0, 0, 0, fmt.Errorf("rollout restart: %w: %s", err, out)
 	}
 	err = l.WaitRollout(ctx, 3*time.Minute)
 	took = time.Since(start)
 	time.Sleep(time.Second)
-	stop()
-	c := <-counted
-	return c.sent, c.lost, took, err
-}
-
-// getOK GETs url and reports any failure, a status other than 200 included.
-func getOK(ctx context.Context, c *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
+	return p.Sent(), p.Failed(), took, err
 }
