@@ -235,7 +235,8 @@ func herald(ctx context.Context, l *lab.Lab, args ...string) {
 		fmt.Println(err)
 		return
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ControlPlaneNS(), bin, "--kubeconfig", l.Kubeconfig()}, args...)...)
+	argv := append([]string{"netns", "exec", l.ControlPlaneNS(), bin}, args...)
+	cmd := exec.Command("ip", append(argv, "--kubeconfig", l.Kubeconfig())...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	_ = cmd.Run()
 }
