@@ -28,11 +28,11 @@ func TestIBGPFromAllNodes(t *testing.T) {
 	app(t, l, "ibgp", "web", vip+","+vip6, false, map[string]string{"a": "node1", "b": "node2"})
 
 	// Cluster policy: every node advertises, the router spreads over all.
-	waitRoute(t, l, vip, nodeAddrs(l, false), 30*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 30*time.Second)
 	// The IPv6 address rides the IPv4 sessions with the nodes' IPv6 next hops.
-	waitRoute(t, l, vip6, nodeAddrs(l, true), 10*time.Second)
+	l.ExpectRoute(t, vip6, l.NodeAddrs(true), 10*time.Second)
 
-	for _, p := range []netip.Prefix{host(vip), host(vip6)} {
+	for _, p := range []netip.Prefix{lab.HostPrefix(vip), lab.HostPrefix(vip6)} {
 		paths, err := l.BGPPaths(t.Context(), p)
 		if err != nil {
 			t.Fatal(err)
@@ -89,9 +89,9 @@ func TestEBGPFromAllNodes(t *testing.T) {
 	use(t, l, scenario{Peering: lab.Peering{NodeASN: eBGPASN}, Communities: true}, true)
 	vip, vip6 := "198.19.0.2", "2001:db8:100::2"
 	app(t, l, "ebgp", "web", vip+","+vip6, false, map[string]string{"a": "node3"})
-	waitRoute(t, l, vip, nodeAddrs(l, false), 30*time.Second)
-	waitRoute(t, l, vip6, nodeAddrs(l, true), 10*time.Second)
-	paths, err := l.BGPPaths(t.Context(), host(vip))
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 30*time.Second)
+	l.ExpectRoute(t, vip6, l.NodeAddrs(true), 10*time.Second)
+	paths, err := l.BGPPaths(t.Context(), lab.HostPrefix(vip))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestPasswordPeer(t *testing.T) {
 		use(t, l, scenario{Peering: lab.Peering{NodeASN: lab.RouterASN, Password: "s3cret-A"}, SpeakerPassword: "s3cret-A"}, true)
 		vip := "198.19.0.3"
 		app(t, l, "password", "web", vip, false, map[string]string{"a": "node1"})
-		waitRoute(t, l, vip, nodeAddrs(l, false), 30*time.Second)
+		l.ExpectRoute(t, vip, l.NodeAddrs(false), 30*time.Second)
 	})
 	t.Run("wrong", func(t *testing.T) {
 		use(t, l, scenario{Peering: lab.Peering{NodeASN: lab.RouterASN, Password: "s3cret-A"}, SpeakerPassword: "wrong"}, false)
@@ -152,7 +152,7 @@ func TestMultihopPeer(t *testing.T) {
 	use(t, l, scenario{Peering: lab.Peering{NodeASN: eBGPASN, Multihop: true}}, true)
 	vip := "198.19.0.4"
 	app(t, l, "multihop", "web", vip, false, map[string]string{"a": "node2"})
-	waitRoute(t, l, vip, nodeAddrs(l, false), 30*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 30*time.Second)
 	getFromExternal(t, l, vip, 20*time.Second)
 }
 
@@ -161,9 +161,9 @@ func TestIPv6Session(t *testing.T) {
 	use(t, l, scenario{Peering: lab.Peering{NodeASN: eBGPASN, IPv6: true}}, true)
 	vip, vip6 := "198.19.0.5", "2001:db8:100::5"
 	app(t, l, "ipv6", "web", vip+","+vip6, false, map[string]string{"a": "node1", "b": "node3"})
-	waitRoute(t, l, vip6, nodeAddrs(l, true), 30*time.Second)
+	l.ExpectRoute(t, vip6, l.NodeAddrs(true), 30*time.Second)
 	// The IPv4 address rides the IPv6 sessions with the nodes' IPv4 next hops.
-	waitRoute(t, l, vip, nodeAddrs(l, false), 10*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 10*time.Second)
 	getFromExternal(t, l, vip6, 20*time.Second)
 	getFromExternal(t, l, vip, 10*time.Second)
 }
@@ -174,7 +174,7 @@ func TestLocalPolicyFollowsPods(t *testing.T) {
 	use(t, l, scenario{Peering: lab.Peering{NodeASN: lab.RouterASN}}, true)
 	vip := "198.19.0.6"
 	app(t, l, "local", "web", vip, true, map[string]string{"a": "node1", "b": "node2"})
-	waitRoute(t, l, vip, nodeAddrs(l, false, "node1", "node2"), 30*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false, "node1", "node2"), 30*time.Second)
 	body := getFromExternal(t, l, vip, 20*time.Second)
 	if !strings.Contains(body, "client="+lab.External4.String()+":") {
 		t.Errorf("with Local policy the pod should see the external client's own address: %q", body)
@@ -187,7 +187,7 @@ func TestLocalPolicyFollowsPods(t *testing.T) {
 	if err := l.DeletePod(ctx, "local", "a"); err != nil {
 		t.Fatal(err)
 	}
-	waitRoute(t, l, vip, nodeAddrs(l, false, "node2", "node3"), 15*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false, "node2", "node3"), 15*time.Second)
 	getFromExternal(t, l, vip, 10*time.Second)
 }
 
@@ -197,7 +197,7 @@ func TestManyServicesNeverResetASession(t *testing.T) {
 	use(t, l, scenario{Peering: lab.Peering{NodeASN: lab.RouterASN}}, true)
 	const ns, n = "many", 100
 	app(t, l, ns, "seed", "198.19.0.7", false, map[string]string{"a": "node1"})
-	waitRoute(t, l, "198.19.0.7", nodeAddrs(l, false), 30*time.Second)
+	l.ExpectRoute(t, "198.19.0.7", l.NodeAddrs(false), 30*time.Second)
 	before, err := l.BGPNeighbors(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +266,7 @@ func TestManyServicesNeverResetASession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range nodeAddrs(l, false) {
+	for _, a := range l.NodeAddrs(false) {
 		b, f := before[a], after[a]
 		// FRR derives the epoch from the uptime: it wobbles by a second.
 		// Its connection counters are what a reset would move.
@@ -285,8 +285,8 @@ func TestBFDWithdrawsACutNode(t *testing.T) {
 	use(t, l, scenario{Peering: lab.Peering{NodeASN: lab.RouterASN, BFD: true}}, true)
 	vip := "198.19.0.8"
 	app(t, l, "bfd", "web", vip, false, map[string]string{"a": "node1", "b": "node2"})
-	waitRoute(t, l, vip, nodeAddrs(l, false), 30*time.Second)
-	n3 := nodeAddrs(l, false, "node3")[0]
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 30*time.Second)
+	n3 := l.NodeAddrs(false, "node3")[0]
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		nbrs, err := l.BGPNeighbors(ctx)
@@ -305,18 +305,18 @@ func TestBFDWithdrawsACutNode(t *testing.T) {
 	start := time.Now()
 	// 100 ms × 3 detects in 300 ms; 3 s leaves room for a loaded machine
 	// (the bench measures the real figure).
-	if got, err := l.WaitBGPNextHops(ctx, host(vip), nodeAddrs(l, false, "node1", "node2"), 3*time.Second); err != nil {
+	if got, err := l.WaitBGPNextHops(ctx, lab.HostPrefix(vip), l.NodeAddrs(false, "node1", "node2"), 3*time.Second); err != nil {
 		t.Fatalf("node3 cut: %v (got %v)", err, got)
 	}
 	t.Logf("node3's next hop left the router's BGP table %v after the cut", time.Since(start).Round(time.Millisecond))
-	waitRoute(t, l, vip, nodeAddrs(l, false, "node1", "node2"), time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false, "node1", "node2"), time.Second)
 	getFromExternal(t, l, vip, 5*time.Second)
 
 	// Back on the wire, node3 peers and advertises again.
 	if err := l.RestoreLink(ctx, "node3"); err != nil {
 		t.Fatal(err)
 	}
-	waitRoute(t, l, vip, nodeAddrs(l, false), 60*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 60*time.Second)
 }
 
 // getLoop GETs url from the external client every 50 ms (a new connection
@@ -356,8 +356,8 @@ func TestGracefulRestartLosesNoGET(t *testing.T) {
 	// the address is reachable only while the router keeps its route.
 	vip := "198.19.0.9"
 	app(t, l, "restart", "web", vip, true, map[string]string{"a": "node1"})
-	n1 := nodeAddrs(l, false, "node1")
-	waitRoute(t, l, vip, n1, 30*time.Second)
+	n1 := l.NodeAddrs(false, "node1")
+	l.ExpectRoute(t, vip, n1, 30*time.Second)
 	getFromExternal(t, l, vip, 20*time.Second)
 	nbrs, err := l.BGPNeighbors(ctx)
 	if err != nil {
@@ -381,7 +381,7 @@ func TestGracefulRestartLosesNoGET(t *testing.T) {
 	stopSpeaker(t, l, "node1", 10*time.Second)
 	// The router keeps the route, stale, while node1's speaker is away.
 	time.Sleep(500 * time.Millisecond)
-	paths, err := l.BGPPaths(ctx, host(vip))
+	paths, err := l.BGPPaths(ctx, lab.HostPrefix(vip))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestGracefulRestartLosesNoGET(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		paths, err := l.BGPPaths(ctx, host(vip))
+		paths, err := l.BGPPaths(ctx, lab.HostPrefix(vip))
 		if err == nil && len(paths) == 1 && paths[0].NextHop == n1[0] && !paths[0].Stale {
 			break
 		}
@@ -426,7 +426,7 @@ func TestSIGTERMWithoutGracefulRestartWithdraws(t *testing.T) {
 	t.Cleanup(func() { restartSpeakerIfGone(t, l, "node1") })
 	vip := "198.19.0.10"
 	app(t, l, "sigterm", "web", vip, false, map[string]string{"a": "node2"})
-	waitRoute(t, l, vip, nodeAddrs(l, false), 30*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 30*time.Second)
 	l.HoldContainer(lab.SpeakerName("node1")) // until restartSpeakerIfGone
 	p, ok := l.Proc(lab.SpeakerName("node1"))
 	if !ok {
@@ -440,13 +440,13 @@ func TestSIGTERMWithoutGracefulRestartWithdraws(t *testing.T) {
 	// go no later than the process (a 200 ms grace covers FRR's reading a
 	// withdrawal sent just before the exit).
 	var withdrawn, exited time.Time
-	want := nodeAddrs(l, false, "node2", "node3")
+	want := l.NodeAddrs(false, "node2", "node3")
 	for withdrawn.IsZero() && time.Since(sent) < 15*time.Second {
 		alive := p.Alive()
 		if !alive && exited.IsZero() {
 			exited = time.Now()
 		}
-		hops, err := l.BGPNextHops(ctx, host(vip))
+		hops, err := l.BGPNextHops(ctx, lab.HostPrefix(vip))
 		if err == nil && slices.Equal(hops, want) {
 			withdrawn = time.Now()
 		}
@@ -462,12 +462,12 @@ func TestSIGTERMWithoutGracefulRestartWithdraws(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	l.ForgetProcess(p)
-	paths, err := l.BGPPaths(ctx, host(vip))
+	paths, err := l.BGPPaths(ctx, lab.HostPrefix(vip))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range paths {
-		if path.Peer == nodeAddrs(l, false, "node1")[0] {
+		if path.Peer == l.NodeAddrs(false, "node1")[0] {
 			t.Errorf("the router still holds node1's path: %+v", path)
 		}
 	}
@@ -479,8 +479,8 @@ func TestAPIServerAwayWithdrawsNothing(t *testing.T) {
 	use(t, l, scenario{Peering: lab.Peering{NodeASN: lab.RouterASN}}, true)
 	vip := "198.19.0.11"
 	app(t, l, "apiserver", "web", vip, false, map[string]string{"a": "node1", "b": "node3"})
-	all := nodeAddrs(l, false)
-	waitRoute(t, l, vip, all, 30*time.Second)
+	all := l.NodeAddrs(false)
+	l.ExpectRoute(t, vip, all, 30*time.Second)
 	before, err := l.BGPNeighbors(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -496,11 +496,11 @@ func TestAPIServerAwayWithdrawsNothing(t *testing.T) {
 	t.Cleanup(cont)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		bgpHops, err := l.BGPNextHops(ctx, host(vip))
+		bgpHops, err := l.BGPNextHops(ctx, lab.HostPrefix(vip))
 		if err != nil {
 			t.Fatal(err)
 		}
-		rib, err := l.RIBNextHops(ctx, host(vip))
+		rib, err := l.RIBNextHops(ctx, lab.HostPrefix(vip))
 		if err != nil {
 			t.Fatal(err)
 		}

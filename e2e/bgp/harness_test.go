@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -202,45 +201,6 @@ func createService(ctx context.Context, l *lab.Lab, ns, name, selectApp string, 
 	}
 	_, err := l.Kube().CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
 	return err
-}
-
-// nodeAddrs are the IPv4 (or IPv6) addresses of the named nodes, sorted.
-func nodeAddrs(l *lab.Lab, v6 bool, names ...string) []netip.Addr {
-	var out []netip.Addr
-	for _, n := range l.Nodes {
-		if len(names) > 0 && !slices.Contains(names, n.Name) {
-			continue
-		}
-		if v6 {
-			out = append(out, n.IPv6)
-		} else {
-			out = append(out, n.IPv4)
-		}
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
-}
-
-func host(addr string) netip.Prefix {
-	a := netip.MustParseAddr(addr)
-	return netip.PrefixFrom(a, a.BitLen())
-}
-
-// waitRoute waits until the router's BGP table and, for IPv4, the routes
-// zebra installed lead to exactly the given next hops.
-func waitRoute(t *testing.T, l *lab.Lab, vip string, want []netip.Addr, timeout time.Duration) {
-	t.Helper()
-	ctx := t.Context()
-	p := host(vip)
-	if got, err := l.WaitBGPNextHops(ctx, p, want, timeout); err != nil {
-		t.Fatalf("%v (got %v)", err, got)
-	}
-	if p.Addr().Is6() {
-		return // zebra's IPv6 next hops are the nodes' link-local addresses
-	}
-	if got, err := l.WaitRIBNextHops(ctx, p, want, 5*time.Second); err != nil {
-		t.Fatalf("%v (got %v)", err, got)
-	}
 }
 
 // getFromExternal fetches the VIP from the client behind the router (a new

@@ -22,14 +22,14 @@ func TestConfigChangeHeldKeepsRoutes(t *testing.T) {
 	use(t, l, scenario{Peering: lab.Peering{NodeASN: lab.RouterASN}}, true)
 	vip := "198.19.0.12"
 	app(t, l, "heldbgp", "web", vip, false, map[string]string{"a": "node1"})
-	all := nodeAddrs(l, false)
-	waitRoute(t, l, vip, all, 30*time.Second)
+	all := l.NodeAddrs(false)
+	l.ExpectRoute(t, vip, all, 30*time.Second)
 
 	if err := l.ApplyHeraldConfig(ctx, poolsYAML); err != nil { // no peer, no advertisement
 		t.Fatal(err)
 	}
 	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
-		got, err := l.BGPNextHops(ctx, host(vip))
+		got, err := l.BGPNextHops(ctx, lab.HostPrefix(vip))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,5 +43,5 @@ func TestConfigChangeHeldKeepsRoutes(t *testing.T) {
 	if _, err := l.Kube().CoreV1().ConfigMaps(lab.HeraldNamespace).Patch(ctx, "herald", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRoute(t, l, vip, nil, 15*time.Second)
+	l.ExpectRoute(t, vip, nil, 15*time.Second)
 }

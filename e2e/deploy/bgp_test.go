@@ -39,34 +39,6 @@ func peerRouter(t *testing.T, l *lab.Lab) {
 	})
 }
 
-func host(addr string) netip.Prefix {
-	a := netip.MustParseAddr(addr)
-	return netip.PrefixFrom(a, a.BitLen())
-}
-
-// nodeAddrs are the nodes' IPv4 addresses, sorted.
-func nodeAddrs(l *lab.Lab) []netip.Addr {
-	var out []netip.Addr
-	for _, n := range l.Nodes {
-		out = append(out, n.IPv4)
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
-}
-
-// waitRoute waits until the router's BGP table and the routes zebra
-// installed lead to exactly want (none: until the router has no route).
-func waitRoute(t *testing.T, l *lab.Lab, vip string, want []netip.Addr, timeout time.Duration) {
-	t.Helper()
-	ctx := t.Context()
-	if got, err := l.WaitBGPNextHops(ctx, host(vip), want, timeout); err != nil {
-		t.Fatalf("%v (got %v)", err, got)
-	}
-	if got, err := l.WaitRIBNextHops(ctx, host(vip), want, 5*time.Second); err != nil {
-		t.Fatalf("%v (got %v)", err, got)
-	}
-}
-
 // routeWatch polls the router's BGP table and installed routes for one
 // prefix and counts the polls that found no route.
 type routeWatch struct {
@@ -82,7 +54,7 @@ type routeWatch struct {
 
 func watchRoute(t *testing.T, l *lab.Lab, vip string) *routeWatch {
 	ctx, cancel := context.WithTimeout(context.Background(), probeFor)
-	w := &routeWatch{prefix: host(vip), cancel: cancel, done: make(chan struct{}), start: time.Now()}
+	w := &routeWatch{prefix: lab.HostPrefix(vip), cancel: cancel, done: make(chan struct{}), start: time.Now()}
 	go func() {
 		defer close(w.done)
 		for ctx.Err() == nil {

@@ -28,7 +28,7 @@ func TestNewAddressWaitsForKubeProxy(t *testing.T) {
 	vip := "198.19.0.22"
 	p := startProbe(t, l.ExternalNS(), vip) // misses until the route is there
 	app(t, l, "programmed", "web", vip)
-	waitRoute(t, l, vip, nodeAddrs(l), 30*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 30*time.Second)
 	getEventually(t, l, l.ExternalNS(), vip, 30*time.Second)
 	p.Stop()
 	t.Cleanup(func() {

@@ -96,7 +96,7 @@ func TestRollingUpdateBGP(t *testing.T) {
 	}
 	vip := "198.19.0.20"
 	app(t, l, "rollbgp", "web", vip)
-	waitRoute(t, l, vip, nodeAddrs(l), 30*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 30*time.Second)
 	getEventually(t, l, l.ExternalNS(), vip, 30*time.Second)
 	nbrs, err := l.BGPNeighbors(t.Context())
 	if err != nil {
@@ -118,7 +118,7 @@ func TestRollingUpdateBGP(t *testing.T) {
 	if _, err := l.WaitEstablished(t.Context(), l.PeerAddresses(peering), 30*time.Second); err != nil {
 		t.Error(err)
 	}
-	waitRoute(t, l, vip, nodeAddrs(l), 30*time.Second)
+	l.ExpectRoute(t, vip, l.NodeAddrs(false), 30*time.Second)
 	time.Sleep(time.Second)
 	w.expectKept(t, "while both workloads rolled from v2 to v1")
 	p.ExpectNoLoss(t, "from the external client while both workloads rolled from v2 to v1")

@@ -36,7 +36,7 @@ func TestUninstallWithdrawsEverything(t *testing.T) {
 			t.Fatalf("nobody answers for %s while Herald runs", vip)
 		}
 	}
-	waitRoute(t, l, routed, nodeAddrs(l), 30*time.Second)
+	l.ExpectRoute(t, routed, l.NodeAddrs(false), 30*time.Second)
 	getEventually(t, l, l.ExternalNS(), routed, 30*time.Second)
 
 	start := time.Now()
@@ -81,7 +81,7 @@ func TestUninstallWithdrawsEverything(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	if got, err := l.WaitBGPNextHops(ctx, host(routed), nil, 5*time.Second); err != nil {
+	if got, err := l.WaitBGPNextHops(ctx, lab.HostPrefix(routed), nil, 5*time.Second); err != nil {
 		t.Errorf("the router still has a route to %s after the uninstall: %v (%v)", routed, err, got)
 	}
 	table, err := l.BGPTable(ctx, "ipv4")

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -483,4 +484,54 @@ func Metric(exposition, name string, labels ...string) (float64, bool) {
 		return v, err == nil
 	}
 	return 0, false
+}
+
+// HostPrefix is the single-address prefix of addr (/32 or /128).
+func HostPrefix(addr string) netip.Prefix {
+	a := netip.MustParseAddr(addr)
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
+// NodeAddrs are the nodes' IPv4 (or IPv6) addresses, sorted; only those of
+// the nodes named, if any are.
+func (l *Lab) NodeAddrs(v6 bool, names ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range l.Nodes {
+		if len(names) > 0 && !slices.Contains(names, n.Name) {
+			continue
+		}
+		if v6 {
+			out = append(out, n.IPv6)
+		} else {
+			out = append(out, n.IPv4)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// WaitRoute waits until the router's BGP table and, for IPv4, the routes
+// zebra installed lead to exactly want for the address addr (none: until
+// the router has no route). zebra's IPv6 next hops are the nodes'
+// link-local addresses, so for IPv6 only the BGP table is compared.
+func (l *Lab) WaitRoute(ctx context.Context, addr string, want []netip.Addr, timeout time.Duration) error {
+	p := HostPrefix(addr)
+	if got, err := l.WaitBGPNextHops(ctx, p, want, timeout); err != nil {
+		return fmt.Errorf("%w (got %v)", err, got)
+	}
+	if p.Addr().Is6() {
+		return nil
+	}
+	if got, err := l.WaitRIBNextHops(ctx, p, want, 5*time.Second); err != nil {
+		return fmt.Errorf("%w (got %v)", err, got)
+	}
+	return nil
+}
+
+// ExpectRoute is WaitRoute that fails the test t.
+func (l *Lab) ExpectRoute(t testing.TB, addr string, want []netip.Addr, timeout time.Duration) {
+	t.Helper()
+	if err := l.WaitRoute(t.Context(), addr, want, timeout); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -3,7 +3,6 @@ package migrate
 import (
 	"context"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
@@ -104,7 +103,7 @@ func TestMigrateBGP(t *testing.T) {
 	waitServed(t, l, ns, svcs, time.Minute)
 	for _, s := range svcs {
 		for _, ip := range s.ingress {
-			waitRoute(t, l, ip, nodeAddrs(l, netip.MustParseAddr(ip).Is6()), time.Minute)
+			l.ExpectRoute(t, ip, l.NodeAddrs(netip.MustParseAddr(ip).Is6()), time.Minute)
 			expectAttributes(t, l, ip)
 		}
 	}
@@ -139,48 +138,12 @@ func waitBFD(t *testing.T, l *lab.Lab, timeout time.Duration) {
 	}
 }
 
-// nodeAddrs are the nodes' IPv4 (or IPv6) addresses, sorted.
-func nodeAddrs(l *lab.Lab, v6 bool) []netip.Addr {
-	var out []netip.Addr
-	for _, n := range l.Nodes {
-		if v6 {
-			out = append(out, n.IPv6)
-		} else {
-			out = append(out, n.IPv4)
-		}
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
-}
-
-func host(addr string) netip.Prefix {
-	a := netip.MustParseAddr(addr)
-	return netip.PrefixFrom(a, a.BitLen())
-}
-
-// waitRoute waits until the router's BGP table and, for IPv4, the routes
-// zebra installed lead to exactly the given next hops.
-func waitRoute(t *testing.T, l *lab.Lab, ip string, want []netip.Addr, timeout time.Duration) {
-	t.Helper()
-	ctx := t.Context()
-	p := host(ip)
-	if got, err := l.WaitBGPNextHops(ctx, p, want, timeout); err != nil {
-		t.Fatalf("%v (got %v)", err, got)
-	}
-	if p.Addr().Is6() {
-		return // zebra's IPv6 next hops are the nodes' link-local addresses
-	}
-	if got, err := l.WaitRIBNextHops(ctx, p, want, 5*time.Second); err != nil {
-		t.Fatalf("%v (got %v)", err, got)
-	}
-}
-
 // expectAttributes checks that every path the router holds for ip carries
 // the advertisement's local preference and communities (no-export by its
 // MetalLB alias).
 func expectAttributes(t *testing.T, l *lab.Lab, ip string) {
 	t.Helper()
-	paths, err := l.BGPPaths(t.Context(), host(ip))
+	paths, err := l.BGPPaths(t.Context(), lab.HostPrefix(ip))
 	if err != nil {
 		t.Fatal(err)
 	}
