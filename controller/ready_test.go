@@ -29,6 +29,9 @@ func TestReadyReplicas(t *testing.T) {
 	b := startControllerReplica(t, kube, ns, "b")
 
 	waitUntil(t, 15*time.Second, "both replicas Ready", func() bool { return a.ready() && b.ready() })
+	// Ready does not wait for the election (a synced standby is Ready):
+	// one of them takes the Lease a moment later.
+	waitUntil(t, 15*time.Second, "a replica to lead", func() bool { return a.leader(t)+b.leader(t) >= 1 })
 	leader, standby := a, b
 	if b.leader(t) == 1 {
 		leader, standby = b, a
