@@ -40,13 +40,16 @@ type announcements struct {
 	mu        sync.Mutex
 	byService map[string][]announcer
 	unseen    map[string]time.Time // Services announced before and not now, since when
+	conflicts map[netip.Addr][]addrConflict
+	blocked   map[netip.Addr]time.Time // blocked in the allocator: while reported (zero), else until
 }
 
 // WatchSpeakerStates has the controller keep every Service's
 // herald.dev/Announced condition from the speakers' SpeakerStates (an
 // informer on speakerstates in Herald's namespace). Call it before Run.
 func (c *Controller) WatchSpeakerStates(inf cache.SharedIndexInformer) {
-	c.announced = &announcements{byService: map[string][]announcer{}, unseen: map[string]time.Time{}}
+	c.announced = &announcements{byService: map[string][]announcer{}, unseen: map[string]time.Time{},
+		conflicts: map[netip.Addr][]addrConflict{}, blocked: map[netip.Addr]time.Time{}}
 	c.synced = append(c.synced, inf.HasSynced)
 	reindex := func(any) { c.reindex(inf.GetStore()) }
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -69,6 +72,7 @@ func (c *Controller) reindex(store cache.Store) {
 			states = append(states, s)
 		}
 	}
+	c.noteConflicts(indexConflicts(states))
 	next := indexStates(states)
 	a := c.announced
 	a.mu.Lock()
@@ -91,22 +95,9 @@ func (c *Controller) reindex(store cache.Store) {
 // node counts only while most of the joined speakers see it alive: the
 // SpeakerState of a node that died stays behind, saying what it did last.
 func indexStates(states []*state.SpeakerState) map[string][]announcer {
-	joined, seen := 0, map[string]int{}
-	for _, s := range states {
-		if !s.Status.Joined {
-			continue
-		}
-		joined++
-		for _, m := range s.Status.Members {
-			seen[m]++
-		}
-	}
 	out := map[string][]announcer{}
-	for _, s := range states {
+	for _, s := range counted(states) {
 		node := s.Name
-		if 2*seen[node] <= joined {
-			continue
-		}
 		for _, l := range s.Status.L2 {
 			a := announcer{Node: node, Addr: l.Address}
 			if len(l.Interfaces) > 0 {
@@ -140,6 +131,29 @@ func indexStates(states []*state.SpeakerState) map[string][]announcer {
 			return strings.Compare(a.Addr+"\x00"+a.Node, b.Addr+"\x00"+b.Node)
 		})
 		out[key] = as
+	}
+	return out
+}
+
+// counted returns the states of the nodes that most joined speakers see
+// alive: the SpeakerState of a node that died stays behind, saying what it
+// did last.
+func counted(states []*state.SpeakerState) []*state.SpeakerState {
+	joined, seen := 0, map[string]int{}
+	for _, s := range states {
+		if !s.Status.Joined {
+			continue
+		}
+		joined++
+		for _, m := range s.Status.Members {
+			seen[m]++
+		}
+	}
+	var out []*state.SpeakerState
+	for _, s := range states {
+		if 2*seen[s.Name] > joined {
+			out = append(out, s)
+		}
 	}
 	return out
 }

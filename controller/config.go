@@ -151,7 +151,7 @@ func (c *Controller) restoreLocked() {
 			if err := c.alloc.Restore(ipam.Owner(key), addrs, req); err != nil {
 				c.log.Warn("address not restored", zap.String("service", key), zap.Error(err))
 				if errors.Is(err, ipam.ErrAddressInUse) {
-					c.conflicts[key] = err.Error()
+					c.conflicts[key] = "claimed by an older Service (" + err.Error() + ")"
 				}
 				continue
 			}

@@ -58,7 +58,7 @@ type Controller struct {
 	cfgErr     string            // last problem reported on the ConfigMap
 	held       map[string]string // Services a held change keeps as they are, and why
 	heldReport string            // the held change last reported
-	conflicts  map[string]string // Services whose restored address was taken, and by whom
+	conflicts  map[string]string // why a Service lost an address: an older Service claimed it, a device answers for it
 	pending    map[string]bool   // Services waiting for an address
 	announced  *announcements    // nil unless WatchSpeakerStates
 	ready      bool

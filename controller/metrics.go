@@ -11,14 +11,16 @@ import (
 
 // Metrics are the controller's Prometheus series (prefix herald_).
 type Metrics struct {
-	poolSize     *prometheus.GaugeVec
-	poolInUse    *prometheus.GaugeVec
-	allocations  *prometheus.CounterVec
-	failures     *prometheus.CounterVec
-	configValid  prometheus.Gauge
-	configReload prometheus.Gauge
-	heldServices prometheus.Gauge
-	leader       prometheus.Gauge
+	poolSize       *prometheus.GaugeVec
+	poolInUse      *prometheus.GaugeVec
+	allocations    *prometheus.CounterVec
+	failures       *prometheus.CounterVec
+	configValid    prometheus.Gauge
+	configReload   prometheus.Gauge
+	heldServices   prometheus.Gauge
+	leader         prometheus.Gauge
+	conflicts      prometheus.Gauge
+	conflictEvents prometheus.Counter
 }
 
 // NewMetrics creates the controller's metrics and registers them with reg.
@@ -48,8 +50,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_controller_leader", Help: "1 while this replica holds the leader Lease and allocates, 0 while it stands by.",
 		}),
+		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_address_conflicts", Help: "Addresses for which a speaker reports a device that is no speaker answering.",
+		}),
+		conflictEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_address_conflicts_total", Help: "Times a Service's herald.dev/AddressConflict condition turned True (or named another device).",
+		}),
 	}
-	reg.MustRegister(m.poolSize, m.poolInUse, m.allocations, m.failures, m.configValid, m.configReload, m.heldServices, m.leader)
+	reg.MustRegister(m.poolSize, m.poolInUse, m.allocations, m.failures, m.configValid, m.configReload, m.heldServices, m.leader,
+		m.conflicts, m.conflictEvents)
 	return m
 }
 

@@ -65,12 +65,19 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return c.reportNoConfig(ctx, svc)
 	}
 
+	c.applyBlocks(alloc)
 	req, addrs, reqErr, held := c.decide(alloc, svc)
+	if note := c.conflictNote(ingressAddrs(svc), addrs); note != "" {
+		c.mu.Lock()
+		c.conflicts[key] = note
+		c.mu.Unlock()
+	}
 	// A Service waits for a freed address also while it keeps part of what
 	// it asks for (a RequireDualStack Service keeps the family it holds).
 	c.setPending(key, len(addrs) == 0 || errors.Is(reqErr, ipam.ErrAddressInUse) || errors.Is(reqErr, ipam.ErrPoolExhausted))
 	want := desiredStatus(svc, addrs, reqErr)
 	recheck := c.setAnnounced(&want, key, svc.Generation, addrs)
+	c.setConflict(svc, &want, addrs)
 	m := marks{pools: poolsOf(alloc, addrs), grant: svc.Annotations[AnnotationGrantedRequest]}
 	switch {
 	case len(addrs) == 0:
@@ -207,7 +214,7 @@ func (c *Controller) statusEvents(svc *corev1.Service, old, addrs []netip.Addr, 
 				c.metrics.allocations.WithLabelValues(p).Inc()
 			}
 		case hadConflict:
-			c.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonAddressConflict, "%s was claimed by an older Service (%s); now %s", joinAddrs(old), conflict, joinAddrs(addrs))
+			c.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonAddressConflict, "%s: %s; now %s", joinAddrs(old), conflict, joinAddrs(addrs))
 		default:
 			c.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonAddressChanged, "%s -> %s: %s", joinAddrs(old), joinAddrs(addrs), whyMoved(alloc, old, addrs))
 		}

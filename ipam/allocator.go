@@ -46,6 +46,9 @@ type Allocator struct {
 	owners  map[Owner]*owner
 	holders holders
 	keys    keyIndex
+	// blocked addresses (Block); true when the block took the address out
+	// of its free set (nobody held it).
+	blocked map[netip.Addr]bool
 }
 
 // owner is what the allocator knows of one owner; it exists while the owner
@@ -137,6 +140,11 @@ func (a *Allocator) setPools(cfg []config.Pool) {
 				slices.SortFunc(h, u128.cmp)
 				sp.build(h)
 			}
+		}
+	}
+	for x := range a.blocked {
+		if a.holders.first.get(x) == nil {
+			a.takeBlocked(x)
 		}
 	}
 }
@@ -293,9 +301,12 @@ func (a *Allocator) hold(o *owner, x netip.Addr) {
 	if a.holders.add(x, o) {
 		if sp := spaceOf(a.lookup, x); sp != nil {
 			sp.inUse++
-			if u := toU128(x); !sp.buggy(u) {
+			if u := toU128(x); !sp.buggy(u) && !a.blocked[x] {
 				sp.take(u)
 			}
+		}
+		if _, ok := a.blocked[x]; ok {
+			a.blocked[x] = false // out of the free set for its holder now
 		}
 	}
 	a.keys.add(o.req.key(), x)
@@ -308,7 +319,9 @@ func (a *Allocator) unhold(o *owner, x netip.Addr) {
 	if a.holders.remove(x, o) {
 		if sp := spaceOf(a.lookup, x); sp != nil {
 			sp.inUse--
-			if u := toU128(x); !sp.buggy(u) {
+			if _, ok := a.blocked[x]; ok {
+				a.blocked[x] = true // stays out of the free set
+			} else if u := toU128(x); !sp.buggy(u) {
 				sp.put(u)
 			}
 		}

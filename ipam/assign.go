@@ -120,7 +120,7 @@ func (a *Allocator) keeper(o *owner, f Family, r *request) (netip.Addr, bool) {
 // allows reports whether o, asking with r, may keep x.
 func (a *Allocator) allows(o *owner, x netip.Addr, r *request) bool {
 	sp := spaceOf(a.lookup, x)
-	if sp == nil || !sp.usable(x) || !r.hasFamily(sp.family) {
+	if sp == nil || !sp.usable(x) || !r.hasFamily(sp.family) || a.blocks(x, r) {
 		return false
 	}
 	if p := r.pool(); p != "" && p != sp.pool.name {
@@ -253,7 +253,7 @@ func (a *Allocator) joinable(o *owner, r *request, cands []*space) (netip.Addr, 
 	}
 	in := make(map[*space][]netip.Addr)
 	for x := range byKey {
-		if sp := spaceOf(a.lookup, x); sp != nil && sp.usable(x) && !o.holds(x) {
+		if sp := spaceOf(a.lookup, x); sp != nil && sp.usable(x) && !o.holds(x) && !a.blocks(x, r) {
 			in[sp] = append(in[sp], x)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +73,10 @@ type lkey struct {
 // opens later or reopens after a failure. Each interface has an ARP socket
 // while it has IPv4 addresses and an NDP socket while it has IPv6 ones;
 // opening them needs CAP_NET_RAW.
+//
+// Every frame those sockets see is also checked for another device's claim
+// to an answered address, reported on Conflicts; Probe uses the same
+// sockets to ask whether an address is free before it is Set.
 type Announcer struct {
 	opts Options
 	log  *zap.Logger
@@ -89,6 +94,26 @@ type Announcer struct {
 	// swapped it no reply for a removed address is still in flight.
 	answerMu sync.RWMutex
 	answer   map[lkey]map[netip.Addr]struct{}
+	quiet    map[netip.Addr]bool // SetQuiet
+
+	// ownMACs are the MACs of every open listener: a frame from one of
+	// them is this node's own, never a conflict, even when it arrives on
+	// another interface of the same segment. The loop replaces it whole.
+	ownMACs atomic.Pointer[map[[6]byte]struct{}]
+
+	// probeMu guards probing, the addresses being probed per listener and
+	// the Probe calls waiting on each; responders consult it for every
+	// frame that claims an address.
+	probeMu sync.RWMutex
+	probing map[lkey]map[netip.Addr][]*probe
+	probes  chan probeReq // to the running loop; nil when not running (guarded by mu)
+	// announces asks the running loop to announce an address again; nil
+	// when not running (guarded by mu).
+	announces chan announceReq
+	idle      chan struct{} // a Probe ended: the loop may close listeners only it needed
+
+	conflicts chan Conflict
+	limiter   limiter
 }
 
 // New returns an Announcer with no addresses. It starts nothing.
@@ -112,7 +137,13 @@ func newAnnouncer(opts Options, sys system) *Announcer {
 	if opts.RefreshInterval == 0 {
 		opts.RefreshInterval = defaultRefresh
 	}
-	return &Announcer{opts: opts, log: opts.Log, m: newMetrics(opts.Registerer), sys: sys}
+	return &Announcer{
+		opts: opts, log: opts.Log, m: newMetrics(opts.Registerer), sys: sys,
+		probing:   map[lkey]map[netip.Addr][]*probe{},
+		idle:      make(chan struct{}, 1),
+		conflicts: make(chan Conflict, conflictBuffer),
+		limiter:   limiter{last: map[limitKey]time.Time{}},
+	}
 }
 
 // Set replaces the whole set of addresses to answer for: each address maps
@@ -155,6 +186,46 @@ func (a *Announcer) Set(desired map[netip.Addr][]string) {
 	}
 }
 
+// Announce sends addr's gratuitous ARP or unsolicited NA again on every
+// interface it is answered on, as when it started being answered: now,
+// then GratuitousRepeat more times. It wins neighbours' caches back from
+// another device that claimed the address. It returns once the first
+// announcements are sent, and does nothing for an address not answered or
+// while Run is not running.
+func (a *Announcer) Announce(addr netip.Addr) {
+	a.mu.Lock()
+	announces, stopped := a.announces, a.stopped
+	a.mu.Unlock()
+	if announces == nil {
+		return
+	}
+	req := announceReq{addr: addr.Unmap().WithZone(""), done: make(chan struct{})}
+	select {
+	case announces <- req:
+	case <-stopped:
+		return
+	}
+	<-req.done // the loop closes it as soon as it has sent
+}
+
+// announceReq asks the loop to announce addr again.
+type announceReq struct {
+	addr netip.Addr
+	done chan struct{}
+}
+
+// SetQuiet replaces the set of quiet addresses: answered (while Set lists
+// them) only to a request sent directly to this node's MAC, never to one
+// sent to everyone. An address being handed to another node is quiet: a
+// client asking everyone hears only the new owner, while one that checks
+// the entry it has cached, directly, is still answered until the old owner
+// lets go (and its packets are still delivered meanwhile).
+func (a *Announcer) SetQuiet(addrs map[netip.Addr]bool) {
+	a.answerMu.Lock()
+	a.quiet = addrs
+	a.answerMu.Unlock()
+}
+
 // Owned returns the addresses of the last Set, sorted.
 func (a *Announcer) Owned() []netip.Addr {
 	a.mu.Lock()
@@ -169,13 +240,13 @@ func (a *Announcer) Owned() []netip.Addr {
 // be opened, or whose socket fails, is retried on a timer; it never stops
 // the others.
 func (a *Announcer) Run(ctx context.Context) error {
-	updates, stopped := make(chan chan struct{}), make(chan struct{})
+	updates, probes, announces, stopped := make(chan chan struct{}), make(chan probeReq), make(chan announceReq), make(chan struct{})
 	a.mu.Lock()
 	if a.updates != nil {
 		a.mu.Unlock()
 		return errors.New("l2: Announcer is already running")
 	}
-	a.updates, a.stopped = updates, stopped
+	a.updates, a.probes, a.announces, a.stopped = updates, probes, announces, stopped
 	a.mu.Unlock()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -184,6 +255,8 @@ func (a *Announcer) Run(ctx context.Context) error {
 		ctx:       ctx,
 		log:       a.log,
 		updates:   updates,
+		probes:    probes,
+		announces: announces,
 		failures:  make(chan failure),
 		listeners: map[lkey]*listener{},
 		bursts:    map[pair]*burst{},
@@ -192,7 +265,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 		cancel()
 		l.stop()
 		a.mu.Lock()
-		a.updates = nil
+		a.updates, a.probes, a.announces = nil, nil, nil
 		a.mu.Unlock()
 		close(stopped)
 	}()

@@ -503,3 +503,35 @@ func TestRunEnds(t *testing.T) {
 		}
 	})
 }
+
+// TestQuiet: an address being handed over is answered only to a request
+// sent directly to this MAC, not to one sent to everyone.
+func TestQuiet(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		quiet bool
+		req   arpReq
+		want  []arpOut
+	}{
+		{"broadcast, not quiet", false, arpReq{target: vip4}, []arpOut{arpReply(vip4, peerMAC, peer4)}},
+		{"broadcast, quiet", true, arpReq{target: vip4}, nil},
+		{"direct, quiet", true, arpReq{ethDst: ifMAC("eth0"), target: vip4}, []arpOut{arpReply(vip4, peerMAC, peer4)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := newFakeNet("eth0")
+				a, _ := newAnnouncer(t, n, l2.Options{})
+				run(t, a)
+				a.Set(set(vip4, eth0))
+				a.SetQuiet(map[netip.Addr]bool{vip4: tt.quiet})
+				c := n.conn(t, "eth0", "arp")
+				c.take() // the gratuitous ARP
+
+				c.push(t, tt.req.frame())
+				if diff := cmp.Diff(tt.want, decodeAllARP(t, c.take())); diff != "" {
+					t.Errorf("sent (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}

@@ -89,3 +89,32 @@ func nsFrame(tb testing.TB, src, dst, target netip.Addr) []byte {
 	copy(ip[8:24], s[:])
 	return frame
 }
+
+// FuzzParseNA feeds arbitrary frames to the neighbour advertisement
+// parser: it must not panic, and what it accepts must satisfy RFC 4861
+// §7.1.2.
+func FuzzParseNA(f *testing.F) {
+	peer := net.HardwareAddr{2, 0, 0, 0, 0, 0x99}
+	target := netip.MustParseAddr("2001:db8:1::10")
+	unsolicited, _, _ := neighborAdvertisement(peer, target, allNodes, nil, false)
+	solicited, _, _ := neighborAdvertisement(peer, target, netip.MustParseAddr("2001:db8:1::2"), fuzzMAC, true)
+	if _, ok := parseNA(unsolicited); !ok {
+		f.Fatal("the seed advertisement is refused")
+	}
+	f.Add(unsolicited)
+	f.Add(solicited)
+	f.Add(unsolicited[:ethHeaderLen+ipv6HeaderLen+naLen])
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		na, ok := parseNA(frame)
+		if !ok {
+			return
+		}
+		ip := frame[ethHeaderLen:]
+		src, dst := netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
+		icmp := ip[ipv6HeaderLen : ipv6HeaderLen+(int(ip[4])<<8|int(ip[5]))]
+		if ip[7] != 255 || icmp[0] != typeNA || icmp[1] != 0 || !checksumValid(src, dst, icmp) || na.target.IsMulticast() ||
+			(na.solicited && dst.IsMulticast()) || len(na.from) != 6 || (na.lla != nil && len(na.lla) != 6) {
+			t.Fatalf("accepted %+v from %x", na, frame)
+		}
+	})
+}

@@ -487,3 +487,128 @@ func decodeNA(t *testing.T, s sentFrame) naOut {
 	}
 	return out
 }
+
+// naReq describes a neighbour advertisement frame; zero fields take the
+// usual values of an unsolicited advertisement from the peer, carrying its
+// MAC as target link-layer address.
+type naReq struct {
+	ethDst, from net.HardwareAddr
+	src, dst     netip.Addr
+	target       netip.Addr
+	solicited    bool
+	tlla         net.HardwareAddr // nil: from
+	noTLLA       bool
+	hopLimit     int // 0: 255
+	badChecksum  bool
+}
+
+func (r naReq) frame() []byte {
+	if r.from == nil {
+		r.from = peerMAC
+	}
+	if !r.src.IsValid() {
+		r.src = r.target
+	}
+	if !r.dst.IsValid() {
+		r.dst = netip.MustParseAddr("ff02::1")
+	}
+	if r.ethDst == nil {
+		d := r.dst.As16()
+		r.ethDst = net.HardwareAddr{0x33, 0x33, d[12], d[13], d[14], d[15]}
+	}
+	if r.hopLimit == 0 {
+		r.hopLimit = 255
+	}
+	if r.tlla == nil {
+		r.tlla = r.from
+	}
+	flags := byte(0x20) // override
+	if r.solicited {
+		flags |= 0x40
+	}
+	target := r.target.As16()
+	icmp := append([]byte{136, 0, 0, 0, flags, 0, 0, 0}, target[:]...)
+	if !r.noTLLA {
+		icmp = append(icmp, append([]byte{2, 1}, r.tlla...)...)
+	}
+	sum := checksum(r.src, r.dst, icmp)
+	if r.badChecksum {
+		sum ^= 0x0101
+	}
+	binary.BigEndian.PutUint16(icmp[2:4], sum)
+	return ipv6Frame(r.ethDst, r.from, r.src, r.dst, byte(r.hopLimit), icmp)
+}
+
+// nsOut is a written neighbour solicitation, decoded for comparison.
+type nsOut struct {
+	EthDst, EthSrc string
+	Src, Dst       string
+	HopLimit       int
+	ChecksumOK     bool
+	Target         string
+	SLLA           string
+}
+
+func decodeNS(t *testing.T, s sentFrame) nsOut {
+	t.Helper()
+	b := s.frame
+	if len(b) < 14+40 || binary.BigEndian.Uint16(b[12:14]) != 0x86dd || b[14+6] != 58 {
+		t.Fatalf("not an ICMPv6 frame: %x", b)
+	}
+	ip := b[14:]
+	src, dst := netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
+	icmp := ip[40 : 40+int(binary.BigEndian.Uint16(ip[4:6]))]
+	m, err := ndp.ParseMessage(icmp)
+	if err != nil {
+		t.Fatalf("parse NDP: %v", err)
+	}
+	ns, ok := m.(*ndp.NeighborSolicitation)
+	if !ok {
+		t.Fatalf("wrote %T, want a neighbour solicitation", m)
+	}
+	zeroed := slices.Clone(icmp)
+	zeroed[2], zeroed[3] = 0, 0
+	out := nsOut{
+		EthDst: net.HardwareAddr(b[0:6]).String(), EthSrc: net.HardwareAddr(b[6:12]).String(),
+		Src: src.String(), Dst: dst.String(), HopLimit: int(ip[7]),
+		ChecksumOK: checksum(src, dst, zeroed) == binary.BigEndian.Uint16(icmp[2:4]),
+		Target:     ns.TargetAddress.String(),
+	}
+	for _, o := range ns.Options {
+		if lla, ok := o.(*ndp.LinkLayerAddress); ok && lla.Direction == ndp.Source {
+			out.SLLA = lla.Addr.String()
+		}
+	}
+	return out
+}
+
+// drain returns the conflicts reported so far.
+func drain(a *l2.Announcer) []l2.Conflict {
+	var out []l2.Conflict
+	for {
+		select {
+		case c := <-a.Conflicts():
+			out = append(out, c)
+		default:
+			return out
+		}
+	}
+}
+
+// metricSum adds up every series of a counter in reg.
+func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}

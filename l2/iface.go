@@ -37,33 +37,14 @@ func EligibleInterfaces(only []string) ([]string, error) {
 }
 
 // InterfacesFor lists the eligible interfaces (narrowed to only, if given)
-// to answer on for addr: those holding a prefix that contains addr — the
-// segment where clients look for it — or, when none does, every eligible
-// one. Without this a node would answer, and send gratuitous ARP, into every
-// pod veth a CNI creates.
+// to answer on for addr: see Links.InterfacesFor. It reads the interfaces
+// afresh at every call; to decide for many addresses, take one ReadLinks.
 func InterfacesFor(addr netip.Addr, only []string) ([]string, error) {
-	names, err := EligibleInterfaces(only)
+	links, err := ReadLinks()
 	if err != nil {
 		return nil, err
 	}
-	var onLink []string
-	for _, name := range names {
-		ifi, err := net.InterfaceByName(name)
-		if err != nil {
-			continue
-		}
-		addrs, _ := ifi.Addrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Masked().Contains(addr) {
-				onLink = append(onLink, name)
-				break
-			}
-		}
-	}
-	if len(onLink) > 0 {
-		return onLink, nil
-	}
-	return names, nil
+	return links.InterfacesFor(addr, only), nil
 }
 
 // eligible applies EligibleInterfaces' rules to ifis, reading bridge
@@ -122,8 +103,8 @@ type system struct {
 	// carrying ARP.
 	listenARP func(ifi *net.Interface) (net.PacketConn, error)
 	// listenNDP returns a socket that reads whole Ethernet frames carrying
-	// neighbour solicitations and writes any Ethernet frame, and the conn
-	// used to join solicited-node groups.
+	// neighbour solicitations and advertisements and writes any Ethernet
+	// frame, and the conn used to join solicited-node groups.
 	listenNDP func(ifi *net.Interface) (net.PacketConn, groupConn, error)
 }
 
@@ -149,16 +130,20 @@ func listenARP(ifi *net.Interface) (net.PacketConn, error) {
 	return c, nil
 }
 
-// listenNDP opens a packet socket that sees neighbour solicitations on ifi
-// and an ICMPv6 socket that only holds group memberships.
+// listenNDP opens a packet socket that sees neighbour solicitations and
+// advertisements on ifi and an ICMPv6 socket that only holds group
+// memberships.
 //
-// Solicitations are read from a packet socket, not from the ndp.Conn: a
-// unicast solicitation (a neighbour's reachability probe) is addressed to
-// the VIP, which is not an address of this host, so the kernel never
-// delivers it to an ICMPv6 socket. A BPF filter keeps every other IPv6
-// frame out of the socket.
+// They are read from a packet socket, not from the ndp.Conn: a unicast
+// solicitation (a neighbour's reachability probe) is addressed to the VIP,
+// which is not an address of this host, so the kernel never delivers it to
+// an ICMPv6 socket. A packet socket gets every frame of its EtherType the
+// interface receives: unicast to its MAC, and multicast to groups the NIC
+// accepts, which always include all-nodes (ff02::1, where advertisements
+// that defend an address go) and the solicited-node groups joined here. A
+// BPF filter keeps every other IPv6 frame out of the socket.
 func listenNDP(ifi *net.Interface) (net.PacketConn, groupConn, error) {
-	pc, err := packet.Listen(ifi, packet.Raw, etherTypeIPv6, &packet.Config{Filter: nsFilter})
+	pc, err := packet.Listen(ifi, packet.Raw, etherTypeIPv6, &packet.Config{Filter: ndFilter})
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen for neighbour solicitations: %w", err)
 	}

@@ -10,10 +10,10 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// The kernel runs nsFilter on every IPv6 frame of the interface; only
-// neighbour solicitations may pass.
-func TestNSFilter(t *testing.T) {
-	vm, err := bpf.NewVM(mustDisassemble(t, nsFilter))
+// The kernel runs ndFilter on every IPv6 frame of the interface; only
+// neighbour solicitations and advertisements may pass.
+func TestNDFilter(t *testing.T) {
+	vm, err := bpf.NewVM(mustDisassemble(t, ndFilter))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,8 @@ func TestNSFilter(t *testing.T) {
 		pass  bool
 	}{
 		{"neighbour solicitation", ns(nil), true},
-		{"neighbour advertisement", na, false},
+		{"neighbour advertisement", na, true},
+		{"router advertisement", ns(func(b []byte) { b[ethHeaderLen+ipv6HeaderLen] = 134 }), false},
 		{"echo request", ns(func(b []byte) { b[ethHeaderLen+ipv6HeaderLen] = 128 }), false},
 		{"UDP", ns(func(b []byte) { b[ethHeaderLen+6] = 17 }), false},
 		{"hop-by-hop header first", ns(func(b []byte) { b[ethHeaderLen+6] = 0 }), false},
@@ -61,7 +62,7 @@ func mustDisassemble(t *testing.T, raw []bpf.RawInstruction) []bpf.Instruction {
 	t.Helper()
 	out, ok := bpf.Disassemble(raw)
 	if !ok {
-		t.Fatal("nsFilter does not disassemble")
+		t.Fatal("the filter does not disassemble")
 	}
 	return out
 }

@@ -32,6 +32,7 @@ type listener struct {
 	retryAt  time.Time     // when to try opening again; zero: not waiting
 	backoff  time.Duration // the last wait between attempts
 	lastErr  string        // the last error logged, to log each problem once
+	err      error         // why it is closed
 }
 
 // pair is one address on one listener.
@@ -54,19 +55,22 @@ type failure struct {
 }
 
 // loop is the state of one Run: it owns the sockets and the timers; the
-// readers it starts only answer requests.
+// readers it starts only answer requests and report conflicts.
 type loop struct {
-	a        *Announcer
-	ctx      context.Context
-	log      *zap.Logger
-	wg       sync.WaitGroup
-	updates  chan chan struct{}
-	failures chan failure
+	a         *Announcer
+	ctx       context.Context
+	log       *zap.Logger
+	wg        sync.WaitGroup
+	updates   chan chan struct{}
+	probes    chan probeReq
+	announces chan announceReq
+	failures  chan failure
 
 	listeners   map[lkey]*listener
 	bursts      map[pair]*burst
 	applied     map[netip.Addr][]string
 	nextRefresh time.Time
+	idleSweep   time.Time // when to close listeners that only ended Probes needed; zero: none pending
 	gen         uint64
 }
 
@@ -92,6 +96,15 @@ func (l *loop) run() error {
 		case done := <-l.updates:
 			l.apply()
 			close(done)
+		case req := <-l.announces:
+			l.announce(req.addr)
+			close(req.done)
+		case req := <-l.probes:
+			req.reply <- l.prepareProbe(req)
+		case <-l.a.idle:
+			if l.idleSweep.IsZero() {
+				l.idleSweep = time.Now().Add(probeLinger)
+			}
 		case f := <-l.failures:
 			l.readFailed(f)
 		case now := <-timer.C:
@@ -153,17 +166,7 @@ func (l *loop) apply() {
 		l.takeover(p)
 	}
 
-	for k, ls := range l.listeners {
-		if len(ls.addrs) == 0 {
-			l.shut(ls)
-			delete(l.listeners, k)
-			l.log.Info("stopped listening", zap.String("iface", k.iface), zap.String("proto", string(k.proto)))
-			continue
-		}
-		if ls.conn != nil {
-			l.leaveGroups(ls)
-		}
-	}
+	l.closeIdle()
 	for p := range l.bursts {
 		if ls := l.listeners[p.key]; ls == nil || !has(ls.addrs, p.addr) {
 			delete(l.bursts, p) // removed while its repeats were pending
@@ -175,13 +178,27 @@ func (l *loop) apply() {
 // logChanges logs each address that starts or stops being answered, or
 // moves between interfaces, and updates the owned-addresses gauge.
 func (l *loop) logChanges(desired map[netip.Addr][]string) {
+	// A takeover of many addresses is one line, not one per address: the
+	// log must not slow the failover path.
+	const each = 20
+	var started, stopped []netip.Addr
 	for addr, ifaces := range desired {
 		if prev, ok := l.applied[addr]; !ok || !slices.Equal(prev, ifaces) {
-			l.log.Info("answering", zap.Stringer("ip", addr), zap.Strings("iface", ifaces))
+			started = append(started, addr)
 		}
 	}
 	for addr := range l.applied {
 		if _, ok := desired[addr]; !ok {
+			stopped = append(stopped, addr)
+		}
+	}
+	if len(started)+len(stopped) > each {
+		l.log.Info("answering for other addresses", zap.Int("started", len(started)), zap.Int("stopped", len(stopped)), zap.Int("answered", len(desired)))
+	} else {
+		for _, addr := range started {
+			l.log.Info("answering", zap.Stringer("ip", addr), zap.Strings("iface", desired[addr]))
+		}
+		for _, addr := range stopped {
 			l.log.Info("no longer answering", zap.Stringer("ip", addr))
 		}
 	}
@@ -192,6 +209,23 @@ func (l *loop) logChanges(desired map[netip.Addr][]string) {
 	}
 	l.a.m.owned.WithLabelValues(string(protoARP)).Set(float64(counts[protoARP]))
 	l.a.m.owned.WithLabelValues(string(protoNDP)).Set(float64(counts[protoNDP]))
+}
+
+// closeIdle closes the listeners that neither answer for an address nor
+// serve a Probe, and leaves the groups no address or Probe needs any more.
+func (l *loop) closeIdle() {
+	for k, ls := range l.listeners {
+		probed := l.a.probedOn(k)
+		if len(ls.addrs) == 0 && len(probed) == 0 {
+			l.shut(ls)
+			delete(l.listeners, k)
+			l.log.Info("stopped listening", zap.String("iface", k.iface), zap.String("proto", string(k.proto)))
+			continue
+		}
+		if ls.conn != nil {
+			l.leaveGroups(ls, probed)
+		}
+	}
 }
 
 // publish makes the listeners' current addresses the ones responders answer
@@ -230,6 +264,7 @@ func (l *loop) open(ls *listener) bool {
 		}
 	}
 	if err != nil {
+		ls.err = err
 		l.a.m.errors.WithLabelValues(string(ls.key.proto), ls.key.iface, "open").Inc()
 		l.logOnce(ls, "cannot listen; will retry", err)
 		l.scheduleRetry(ls)
@@ -239,7 +274,8 @@ func (l *loop) open(ls *listener) bool {
 	l.gen++
 	ls.conn, ls.groups, ls.joined = conn, groups, map[netip.Addr]struct{}{}
 	ls.index, ls.mac, ls.gen = ifi.Index, slices.Clone(ifi.HardwareAddr), l.gen
-	ls.openedAt, ls.retryAt, ls.lastErr = time.Now(), time.Time{}, ""
+	ls.openedAt, ls.retryAt, ls.lastErr, ls.err = time.Now(), time.Time{}, "", nil
+	l.publishMACs()
 	l.joinGroups(ls)
 	l.log.Info("listening", zap.String("iface", ls.key.iface), zap.String("proto", string(ls.key.proto)),
 		zap.Stringer("mac", ls.mac))
@@ -265,7 +301,7 @@ func (l *loop) read(r *responder, gen uint64) {
 		if r.key.proto == protoARP {
 			r.handleARP(buf[:n])
 		} else {
-			r.handleNS(buf[:n])
+			r.handleND(buf[:n])
 		}
 	}
 }
@@ -283,6 +319,7 @@ func (l *loop) readFailed(f failure) {
 		ls.backoff = 0 // it had worked for a while: start again from a short wait
 	}
 	l.shut(ls)
+	ls.err = f.err
 	l.scheduleRetry(ls)
 }
 
@@ -302,6 +339,7 @@ func (l *loop) shut(ls *listener) {
 		ls.groups.Close()
 	}
 	ls.conn, ls.groups, ls.joined = nil, nil, nil
+	l.publishMACs()
 	for p := range l.bursts {
 		if p.key == ls.key {
 			delete(l.bursts, p)
@@ -335,6 +373,7 @@ func (l *loop) next() time.Time {
 	for _, b := range l.bursts {
 		earlier(b.at)
 	}
+	earlier(l.idleSweep)
 	for _, ls := range l.listeners {
 		if ls.conn == nil {
 			earlier(ls.retryAt)
@@ -371,6 +410,11 @@ func (l *loop) due(now time.Time) {
 		}
 	}
 
+	if !l.idleSweep.IsZero() && !now.Before(l.idleSweep) {
+		l.idleSweep = time.Time{}
+		l.closeIdle()
+	}
+
 	if !l.nextRefresh.IsZero() && !now.Before(l.nextRefresh) {
 		l.refresh()
 		l.nextRefresh = now.Add(l.a.opts.RefreshInterval)
@@ -399,6 +443,16 @@ func (l *loop) refresh() {
 		l.joinGroups(ls)
 		for _, p := range pairs(ls) {
 			l.gratuitous(p)
+		}
+	}
+}
+
+// announce announces addr again on every open listener answering for it,
+// as on takeover.
+func (l *loop) announce(addr netip.Addr) {
+	for _, ls := range l.sortedListeners() {
+		if ls.conn != nil && has(ls.addrs, addr) {
+			l.takeover(pair{ls.key, addr})
 		}
 	}
 }
@@ -447,6 +501,18 @@ func (l *loop) logOnce(ls *listener, msg string, err error, fields ...zap.Field)
 	}
 	ls.lastErr = err.Error()
 	l.log.Warn(msg, fields...)
+}
+
+// publishMACs publishes the MACs of the open listeners: frames from them
+// are this node's own.
+func (l *loop) publishMACs() {
+	own := map[[6]byte]struct{}{}
+	for _, ls := range l.listeners {
+		if ls.conn != nil && len(ls.mac) == 6 {
+			own[[6]byte(ls.mac)] = struct{}{}
+		}
+	}
+	l.a.ownMACs.Store(&own)
 }
 
 func (l *loop) sortedListeners() []*listener {

@@ -15,6 +15,10 @@ type metrics struct {
 	gratuitous *prometheus.CounterVec
 	errors     *prometheus.CounterVec
 	owned      *prometheus.GaugeVec
+	conflicts  *prometheus.CounterVec
+	// conflictsDropped counts conflicts not reported because Conflicts'
+	// buffer was full.
+	conflictsDropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,6 +43,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "herald_l2_owned_addresses",
 			Help: "Addresses this node answers for (arp: IPv4, ndp: IPv6).",
 		}, []string{"proto"}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_l2_conflicts_total",
+			Help: "Frames from another device claiming an address this node answers for or probes (every frame; Conflicts reports at most one a second per address, MAC and interface).",
+		}, []string{"proto", "iface"}),
+		conflictsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_l2_conflicts_dropped_total",
+			Help: "Conflicts not reported because nobody was reading them fast enough.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -48,6 +60,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.gratuitous = register(reg, m.gratuitous)
 	m.errors = register(reg, m.errors)
 	m.owned = register(reg, m.owned)
+	m.conflicts = register(reg, m.conflicts)
+	m.conflictsDropped = register(reg, m.conflictsDropped)
 	return m
 }
 

@@ -18,26 +18,30 @@ type responder struct {
 	conn net.PacketConn
 	mac  net.HardwareAddr
 
-	requests, replies, errors prometheus.Counter
+	requests, replies, errors, conflicts prometheus.Counter
 }
 
 func (a *Announcer) newResponder(k lkey, conn net.PacketConn, mac net.HardwareAddr) *responder {
 	p, i := string(k.proto), k.iface
 	return &responder{
 		a: a, key: k, conn: conn, mac: mac,
-		requests: a.m.requests.WithLabelValues(p, i),
-		replies:  a.m.replies.WithLabelValues(p, i),
-		errors:   a.m.errors.WithLabelValues(p, i, "write"),
+		requests:  a.m.requests.WithLabelValues(p, i),
+		replies:   a.m.replies.WithLabelValues(p, i),
+		errors:    a.m.errors.WithLabelValues(p, i, "write"),
+		conflicts: a.m.conflicts.WithLabelValues(p, i),
 	}
 }
 
 // answer replies to a request for target if target is answered on this
 // listener right now. The check and the reply happen under the read lock
 // that Set's publication waits for.
-func (r *responder) answer(target netip.Addr, reply func() ([]byte, net.HardwareAddr, error)) {
+// A request sent to the group (broadcast ARP, multicast NS) is not answered
+// for a quiet address (SetQuiet): only a neighbour checking its cached
+// entry, directly to this MAC, still gets an answer.
+func (r *responder) answer(target netip.Addr, direct bool, reply func() ([]byte, net.HardwareAddr, error)) {
 	r.a.answerMu.RLock()
 	defer r.a.answerMu.RUnlock()
-	if !has(r.a.answer[r.key], target) {
+	if !has(r.a.answer[r.key], target) || (!direct && r.a.quiet[target]) {
 		return
 	}
 	r.requests.Inc()

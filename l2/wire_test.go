@@ -67,6 +67,18 @@ func TestWireHelper(t *testing.T) {
 		case len(cmd) > 0 && cmd[0] == "set":
 			a.Set(desired(cmd[1:]))
 			fmt.Println(wireReply + "ok")
+		case len(cmd) == 2 && cmd[0] == "probe":
+			found, err := a.Probe(context.Background(), netip.MustParseAddr(cmd[1]), []string{iface}, 2, 300*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Println(wireReply + claims(found))
+		case len(cmd) > 0 && cmd[0] == "conflicts":
+			var seen []l2.Conflict
+			for len(a.Conflicts()) > 0 {
+				seen = append(seen, <-a.Conflicts())
+			}
+			fmt.Println(wireReply + claims(seen))
 		case len(cmd) > 0 && cmd[0] == "eligible":
 			names, err := l2.EligibleInterfaces(cmd[1:])
 			if err != nil {
@@ -90,6 +102,19 @@ func TestWireHelper(t *testing.T) {
 	fmt.Println(wireReply + "stopped")
 }
 
+// claims prints conflicts, without their times, as the wire test compares
+// them.
+func claims(cs []l2.Conflict) string {
+	out := []string{}
+	for _, c := range cs {
+		out = append(out, fmt.Sprintf("%s %s %s %s", c.Addr, c.Iface, c.MAC, c.Kind))
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
 // TestWire runs an Announcer on a real link: two network namespaces joined
 // by a veth pair, the Announcer (TestWireHelper) in one, the kernel of the
 // other as the client. The VIPs are on no interface of the announcer's
@@ -101,8 +126,11 @@ func TestWireHelper(t *testing.T) {
 // becomes REACHABLE, which only a solicited reply does); gratuitous ARP and
 // unsolicited NA move an entry that points elsewhere, with no traffic from
 // the peer; a removed address is not answered; the Announcer reopens its
-// sockets after its link goes down and up; EligibleInterfaces leaves out
-// bridge ports and keeps bridges.
+// sockets after its link goes down and up; Probe hears the peer's kernel
+// defend its own addresses (an ARP reply unicast to the announcer, an NA
+// to all nodes) and nothing for a free one; the peer's duplicate address
+// detection and gratuitous ARP (sent by its kernel when its MAC changes)
+// for an answered address are reported as conflicts; EligibleInterfaces leaves out bridge ports and keeps bridges.
 func TestWire(t *testing.T) {
 	if testing.Short() {
 		t.Skip("wire test skipped in -short mode")
@@ -245,6 +273,60 @@ func TestWire(t *testing.T) {
 					t.Fatalf("%s not answered within 8s of the link coming back", vip)
 				}
 			}
+		}
+	})
+
+	var peerLink []struct{ Address string }
+	if err := json.Unmarshal([]byte(ip(t, "-n", peerNS, "-j", "link", "show", "dev", peerIf)), &peerLink); err != nil || len(peerLink) != 1 {
+		t.Fatalf("peer MAC: %v %v", peerLink, err)
+	}
+	peerMAC := peerLink[0].Address
+
+	t.Run("probe hears the owner of an address", func(t *testing.T) {
+		ip(t, "-n", peerNS, "addr", "add", "198.51.100.20/32", "dev", peerIf)
+		ip(t, "-n", peerNS, "addr", "add", "2001:db8:1::20/128", "dev", peerIf, "nodad")
+		for addr, want := range map[string]string{
+			"198.51.100.20":  jsonList([]string{"198.51.100.20 " + annIf + " " + peerMAC + " arp-reply"}),
+			"2001:db8:1::20": jsonList([]string{"2001:db8:1::20 " + annIf + " " + peerMAC + " neighbor-advertisement"}),
+			"198.51.100.21":  "[]",
+			"2001:db8:1::21": "[]",
+		} {
+			if diff := cmp.Diff(want, h.do(t, "probe", addr)); diff != "" {
+				t.Errorf("probe %s (-want +got):\n%s", addr, diff)
+			}
+		}
+	})
+
+	t.Run("reports the peer claiming an answered address", func(t *testing.T) {
+		h.do(t, "conflicts") // forget the earlier ones
+		ip(t, "netns", "exec", peerNS, "sysctl", "-qw", "net.ipv6.conf."+peerIf+".accept_dad=1", "net.ipv4.conf."+peerIf+".arp_notify=1")
+		ip(t, "-n", peerNS, "addr", "add", vip4a.String()+"/32", "dev", peerIf)
+		t.Cleanup(func() { ipQuiet("-n", peerNS, "addr", "del", vip4a.String()+"/32", "dev", peerIf) })
+		// With arp_notify, a new MAC makes the kernel send gratuitous ARP
+		// for each of its IPv4 addresses.
+		newMAC := "02:00:00:00:00:77"
+		ip(t, "-n", peerNS, "link", "set", "dev", peerIf, "address", newMAC)
+		ip(t, "-n", peerNS, "addr", "add", vip6a.String()+"/128", "dev", peerIf) // the peer's kernel runs DAD for it
+		t.Cleanup(func() { ipQuiet("-n", peerNS, "addr", "del", vip6a.String()+"/128", "dev", peerIf) })
+		want := jsonList([]string{
+			vip4a.String() + " " + annIf + " " + newMAC + " arp-request",
+			vip6a.String() + " " + annIf + " " + newMAC + " dad",
+		})
+		var got []string
+		deadline := time.Now().Add(3 * time.Second) // the kernel waits up to 1s before DAD
+		for {
+			var more []string
+			if err := json.Unmarshal([]byte(h.do(t, "conflicts")), &more); err != nil {
+				t.Fatal(err)
+			}
+			got = slices.Compact(slices.Sorted(slices.Values(append(got, more...))))
+			if jsonList(got) == want || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if diff := cmp.Diff(want, jsonList(got)); diff != "" {
+			t.Errorf("conflicts (-want +got):\n%s", diff)
 		}
 	})
 

@@ -50,6 +50,9 @@ func (s *Speaker) reconcileBGP(ctx context.Context, cfg config.State, svcs []Ser
 	if !ok {
 		return // our Node object is unknown: change nothing
 	}
+	// A node whose data path came back advertises again after the
+	// hold-down, as a returning node answers in layer 2.
+	self.DataPathDown = self.DataPathDown || !s.members.DataPathSettled()
 	d := DecideBGPKept(cfg.Config, cfg.Accepted, svcs, self)
 	desired, problems := s.desiredBGP(cfg, d, node)
 	if err := s.bgp.Set(ctx, desired); err != nil {

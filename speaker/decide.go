@@ -19,6 +19,9 @@ type NodeInfo struct {
 	NetworkUnavailable bool
 	Alive              bool // a live memberlist member
 	Settled            bool // alive for at least the hold-down
+	// DataPathDown: kube-proxy on the node does not answer healthy (or
+	// did not for long enough yet): the node must not announce.
+	DataPathDown bool
 }
 
 // ServiceInfo is what the decision needs to know of a Service.
@@ -114,7 +117,7 @@ func advertisementsOf(cfg *config.Config, pool string) []config.L2Advertisement 
 
 // eligible: a live node, not excluded or NetworkUnavailable, selected by an advertisement.
 func eligible(n NodeInfo, advs []config.L2Advertisement) bool {
-	if !n.Alive || n.NetworkUnavailable || n.Labels.Has(LabelExclude) {
+	if !n.Alive || n.NetworkUnavailable || n.DataPathDown || n.Labels.Has(LabelExclude) {
 		return false
 	}
 	return slices.ContainsFunc(advs, func(a config.L2Advertisement) bool { return selects(a.NodeSelector, n.Labels) })

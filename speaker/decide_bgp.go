@@ -95,6 +95,8 @@ func whyNotBGP(adv config.BGPAdvertisement, s ServiceInfo, self NodeInfo, peers 
 		return "node " + self.Name + " is excluded from external load balancers"
 	case self.NetworkUnavailable:
 		return "node " + self.Name + " has NetworkUnavailable"
+	case self.DataPathDown:
+		return "node " + self.Name + " has no working data path (kube-proxy not healthy)"
 	case !selects(adv.NodeSelector, self.Labels):
 		return "BGP advertisement " + adv.Name + " does not select node " + self.Name
 	case len(adv.Peers) > 0 && !slices.ContainsFunc(adv.Peers, func(p string) bool { return peers[p] }):

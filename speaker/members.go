@@ -1,8 +1,8 @@
 package speaker
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"log"
@@ -51,24 +51,32 @@ type Members struct {
 	opts    MemberOptions
 	changed chan struct{}
 
-	mu          sync.Mutex
-	ml          *memberlist.Memberlist
-	peers       []string  // addresses to join, from Node objects
-	joined      time.Time // when this node last (re)joined the others
-	isolated    bool      // this node lost its link and has not rejoined since
-	isolatedAt  time.Time
-	startedAt   time.Time            // when memberlist started
-	triedJoin   bool                 // a join of the known peers has completed (merged, or nobody answered)
-	wake        chan struct{}        // new peers to join: rejoin now, not at the next tick
-	meta        map[string]time.Time // each member's own joined time
-	seenSince   map[string]time.Time // when this node saw each member come alive
-	lastSettled map[string]bool      // Alive() at the last tick
-	carrier     bool                 // the bind interface's link was up at the last look
+	mu            sync.Mutex
+	ml            *memberlist.Memberlist
+	peers         []string  // addresses to join, from Node objects
+	joined        time.Time // when this node last (re)joined the others
+	isolated      bool      // this node lost its link and has not rejoined since
+	isolatedAt    time.Time
+	startedAt     time.Time            // when memberlist started
+	triedJoin     bool                 // a join of the known peers has completed (merged, or nobody answered)
+	wake          chan struct{}        // new peers to join: rejoin now, not at the next tick
+	meta          map[string]nodeMeta  // what each member says of itself
+	dataPathOK    bool                 // this node's data path (kube-proxy) works
+	dataPathSince time.Time            // when it last came back (zero: never failed)
+	macs          []net.HardwareAddr   // this node's interface MACs, published
+	stepBacks     uint64               // times this node stepped back (StepBack)
+	steppedAt     time.Time            // the last step-back
+	stepCode      string               // its reason
+	suspectedAt   time.Time            // when this node last refuted a suspicion of it
+	suspicions    uint64               // suspicions refuted so far
+	seenSince     map[string]time.Time // when this node saw each member come alive
+	lastSettled   map[string]bool      // Alive() at the last tick
+	carrier       bool                 // the bind interface's link was up at the last look
 }
 
 // NewMembers prepares membership; Run starts it.
 func NewMembers(opts MemberOptions) *Members {
-	return &Members{opts: opts, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1), meta: map[string]time.Time{}, seenSince: map[string]time.Time{}, carrier: true}
+	return &Members{opts: opts, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1), meta: map[string]nodeMeta{}, seenSince: map[string]time.Time{}, carrier: true, dataPathOK: true}
 }
 
 // Changes signals (coalesced) that membership or settledness changed.
@@ -116,7 +124,7 @@ func (m *Members) Run(ctx context.Context) error {
 	cfg.PushPullInterval = 5 * time.Second
 	cfg.Events = &memberEvents{m}
 	cfg.Delegate = &memberDelegate{m}
-	cfg.Logger = log.New(zapWriter{m.opts.Log.Named("memberlist")}, "", 0)
+	cfg.Logger = log.New(zapWriter{m.opts.Log.Named("memberlist"), m.refuted}, "", 0)
 	m.mu.Lock()
 	m.joined = time.Now()
 	m.mu.Unlock()
@@ -274,7 +282,7 @@ func (m *Members) joinedOfLocked(name string) time.Time {
 	if name == m.opts.Node {
 		return m.joined
 	}
-	return m.meta[name]
+	return m.meta[name].joined
 }
 
 // Joined reports whether this node has found the others after starting:
@@ -343,8 +351,8 @@ func (e *memberEvents) NotifyJoin(n *memberlist.Node) {
 	m.mu.Lock()
 	if n.Name != m.opts.Node {
 		m.seenSince[n.Name] = time.Now()
-		if t, ok := decodeJoined(n.Meta); ok {
-			m.meta[n.Name] = t
+		if nm, ok := decodeMeta(n.Meta); ok {
+			m.meta[n.Name] = nm
 		}
 		if m.isolated {
 			// Back from isolation: this node rejoins the others now and says so.
@@ -372,40 +380,43 @@ func (e *memberEvents) NotifyLeave(n *memberlist.Node) {
 func (e *memberEvents) NotifyUpdate(n *memberlist.Node) {
 	m := e.m
 	m.mu.Lock()
-	if t, ok := decodeJoined(n.Meta); ok && n.Name != m.opts.Node {
-		m.meta[n.Name] = t
+	if nm, ok := decodeMeta(n.Meta); ok && n.Name != m.opts.Node {
+		m.meta[n.Name] = nm
 	}
 	m.mu.Unlock()
 	m.notify()
 }
 
-// memberDelegate publishes this node's joined time as its metadata.
+// memberDelegate publishes this node's metadata (encodeMeta).
 type memberDelegate struct{ m *Members }
 
 func (d *memberDelegate) NodeMeta(limit int) []byte {
 	d.m.mu.Lock()
 	defer d.m.mu.Unlock()
-	b := make([]byte, 8)
-	binary.BigEndian.PutUint64(b, uint64(d.m.joined.UnixMilli()))
-	return b
+	return encodeMeta(nodeMeta{joined: d.m.joined, dataPathDown: !d.m.dataPathOK, macs: d.m.macs}, limit)
 }
 func (d *memberDelegate) NotifyMsg([]byte)                           {}
 func (d *memberDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *memberDelegate) LocalState(join bool) []byte                { return nil }
 func (d *memberDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-func decodeJoined(meta []byte) (time.Time, bool) {
-	if len(meta) != 8 {
-		return time.Time{}, false
-	}
-	return time.UnixMilli(int64(binary.BigEndian.Uint64(meta))), true
-}
-
 // zapWriter routes memberlist's standard logger into zap at debug level.
-type zapWriter struct{ log *zap.Logger }
+// memberlist says only in its log that the others suspected this node or
+// declared it dead (it refutes either at once): refuted hears it.
+type zapWriter struct {
+	log     *zap.Logger
+	refuted func(dead bool)
+}
 
 func (w zapWriter) Write(p []byte) (int, error) {
 	w.log.Debug(string(p))
+	switch {
+	case w.refuted == nil:
+	case bytes.Contains(p, []byte("Refuting a dead message")):
+		w.refuted(true)
+	case bytes.Contains(p, []byte("Refuting a suspect message")):
+		w.refuted(false)
+	}
 	return len(p), nil
 }
 

@@ -7,6 +7,9 @@ type Metrics struct {
 	members          prometheus.Gauge
 	ownershipChanges prometheus.Counter
 	configValid      prometheus.Gauge
+	dataPath         prometheus.Gauge
+	stepBacks        *prometheus.CounterVec
+	conflicts        *prometheus.CounterVec
 }
 
 // NewMetrics creates the speaker's metrics and registers them with reg.
@@ -21,7 +24,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		configValid: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_speaker_config_valid", Help: "1 if the ConfigMap is valid, 0 if the last valid one is kept.",
 		}),
+		dataPath: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_speaker_data_path_healthy", Help: "1 while kube-proxy's health endpoint on this node answers healthy (or none is watched), else 0: the node announces nothing.",
+		}),
+		stepBacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_speaker_step_backs_total", Help: "Times this node stepped back (answered for nothing until its hold-down passed), by reason: declared_dead, split_brain.",
+		}, []string{"reason"}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_speaker_address_conflicts_total", Help: "Another MAC seen answering for an address this node owns or probes, by kind: foreign (a device that is no speaker), speaker (split brain).",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.members, m.ownershipChanges, m.configValid)
+	m.dataPath.Set(1)
+	reg.MustRegister(m.members, m.ownershipChanges, m.configValid, m.dataPath, m.stepBacks, m.conflicts)
 	return m
 }

@@ -150,10 +150,11 @@ type programGate struct {
 }
 
 // filter returns svcs without the addresses kube-proxy has not programmed,
-// and when to look again (0: nothing waits).
-func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.Logger) ([]ServiceInfo, time.Duration) {
+// those held back (each Service with only them), and when to look again
+// (0: nothing waits).
+func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.Logger) (passed, held []ServiceInfo, wait time.Duration) {
 	if g.read == nil {
-		return svcs, 0
+		return svcs, nil, 0
 	}
 	now := g.now()
 	current := map[netip.Addr]bool{}
@@ -164,7 +165,7 @@ func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.L
 	}
 	if !g.started {
 		g.started, g.seen, g.pending = true, current, map[netip.Addr]*waiting{}
-		return svcs, 0
+		return svcs, nil, 0
 	}
 	for a := range current {
 		if !g.seen[a] {
@@ -178,7 +179,7 @@ func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.L
 		}
 	}
 	if len(g.pending) == 0 {
-		return svcs, 0
+		return svcs, nil, 0
 	}
 	if now.Sub(g.polled) >= proxySyncPoll {
 		g.polled = now
@@ -209,20 +210,25 @@ func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.L
 		}
 	}
 	if len(g.pending) == 0 {
-		return svcs, 0
+		return svcs, nil, 0
 	}
-	out := make([]ServiceInfo, 0, len(svcs))
+	passed = make([]ServiceInfo, 0, len(svcs))
 	for _, s := range svcs {
-		kept := s
-		kept.Addrs = nil
+		kept, back := s, s
+		kept.Addrs, back.Addrs = nil, nil
 		for _, a := range s.Addrs {
-			if _, wait := g.pending[a]; !wait {
+			if _, wait := g.pending[a]; wait {
+				back.Addrs = append(back.Addrs, a)
+			} else {
 				kept.Addrs = append(kept.Addrs, a)
 			}
 		}
 		if len(kept.Addrs) > 0 {
-			out = append(out, kept)
+			passed = append(passed, kept)
+		}
+		if len(back.Addrs) > 0 {
+			held = append(held, back)
 		}
 	}
-	return out, proxySyncPoll
+	return passed, held, proxySyncPoll
 }

@@ -27,9 +27,12 @@ func TestProgramGate(t *testing.T) {
 	svc := func(key string, addrs ...netip.Addr) ServiceInfo { return ServiceInfo{Key: key, Addrs: addrs} }
 	step := func(name string, in []ServiceInfo, want []ServiceInfo, wantWait bool) {
 		t.Helper()
-		got, wait := g.filter(t.Context(), in, zap.NewNop())
+		got, held, wait := g.filter(t.Context(), in, zap.NewNop())
 		if diff := cmp.Diff(want, got, addrs); diff != "" {
 			t.Errorf("%s: announced (-want +got):\n%s", name, diff)
+		}
+		if n, total := count(got)+count(held), count(in); n != total {
+			t.Errorf("%s: %d addresses passed or held, %d came in", name, n, total)
 		}
 		if (wait > 0) != wantWait {
 			t.Errorf("%s: look again in %v, want waiting %v", name, wait, wantWait)
@@ -102,7 +105,7 @@ func TestProgramGate(t *testing.T) {
 	step("back: new again", both, []ServiceInfo{svc("a", a4)}, true)
 
 	var none programGate
-	if got, wait := none.filter(t.Context(), both, zap.NewNop()); !cmp.Equal(got, both, addrs) || wait != 0 {
+	if got, held, wait := none.filter(t.Context(), both, zap.NewNop()); !cmp.Equal(got, both, addrs) || held != nil || wait != 0 {
 		t.Errorf("without kube-proxy: %v %v, want everything at once", got, wait)
 	}
 }
@@ -128,4 +131,12 @@ func TestProxySyncReadsKubeProxy(t *testing.T) {
 	if NewProxySync("") != nil {
 		t.Error(`NewProxySync("") is not nil`)
 	}
+}
+
+func count(svcs []ServiceInfo) int {
+	n := 0
+	for _, s := range svcs {
+		n += len(s.Addrs)
+	}
+	return n
 }

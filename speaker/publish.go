@@ -26,6 +26,8 @@ func (s *Speaker) publish(cfg config.State, nodes []NodeInfo) {
 		}
 	}
 	s.mu.Lock()
+	st.DataPathDown = s.dataPathWhy
+	st.Conflicts = s.conflicts.published()
 	for addr, o := range s.owned {
 		if o.until.IsZero() { // not a hand-back: the new owner reports it
 			st.L2 = append(st.L2, state.L2Address{Address: addr.String(), Interfaces: slices.Clone(o.ifaces), Services: slices.Clone(o.services)})

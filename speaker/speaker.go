@@ -21,11 +21,22 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/heraldlb/herald/config"
+	"github.com/heraldlb/herald/l2"
 )
 
 // Announcer is what the speaker drives for layer 2 (l2.Announcer).
 type Announcer interface {
 	Set(desired map[netip.Addr][]string)
+	// SetQuiet names the addresses answered only to a neighbour asking
+	// this node directly: those being handed over.
+	SetQuiet(addrs map[netip.Addr]bool)
+	// Announce sends addr's gratuitous ARP / unsolicited NA again now.
+	Announce(addr netip.Addr)
+	// Conflicts reports frames from other MACs claiming an answered or
+	// probed address; Probe asks the link whether another device answers
+	// for an address before this node takes it.
+	Conflicts() <-chan l2.Conflict
+	Probe(ctx context.Context, addr netip.Addr, ifaces []string, count int, wait time.Duration) ([]l2.Conflict, error)
 }
 
 // Options configure a speaker.
@@ -38,9 +49,10 @@ type Options struct {
 	// to another live node, after the new owner has started: clients move on
 	// the new owner's gratuitous ARP/NA and nothing in flight is lost.
 	HandBack time.Duration
-	// Interfaces lists this node's interfaces to answer on for an address,
-	// narrowed by an advertisement's list (l2.InterfacesFor).
-	Interfaces func(addr netip.Addr, only []string) ([]string, error)
+	// Links reads this node's interfaces once per decision (l2.ReadLinks):
+	// where to answer for each address, and the MACs the other speakers
+	// know this node by.
+	Links func() (*l2.Links, error)
 	// States is where this node's SpeakerState is written (the
 	// speakerstates resource in Herald's namespace); nil writes nothing.
 	States  dynamic.ResourceInterface
@@ -85,17 +97,15 @@ type Speaker struct {
 	gate     programGate   // only the loop touches it
 	cfgErr   string        // the configuration problem last reported
 
-	mu       sync.Mutex
-	owned    map[netip.Addr]ownership // what this node answers for now
-	ready    bool
-	lastLoop time.Time // when the loop last decided
-}
+	l2s       l2State        // only the loop touches it
+	probeDone []probeOutcome // probes ended since the last decision (under mu)
 
-// ownership is one address this node answers for.
-type ownership struct {
-	ifaces   []string
-	services []string
-	until    time.Time // zero while this node owns it; else the end of a hand-back
+	mu          sync.Mutex
+	owned       map[netip.Addr]ownership // what this node answers for now
+	conflicts   conflicts                // other MACs answering for addresses (conflicts.go)
+	dataPathWhy string                   // why the data path is down ("" while it works)
+	ready       bool
+	lastLoop    time.Time // when the loop last decided
 }
 
 // New builds a speaker from informers; it starts nothing.
@@ -121,14 +131,20 @@ func New(inf Informers, members *Members, l2 Announcer, bgp BGP,
 		recorder:   recorder,
 		trigger:    make(chan struct{}, 1),
 		owned:      map[netip.Addr]ownership{},
+		conflicts:  newConflicts(),
+		l2s:        newL2State(),
 		gate:       newProgramGate(opts.ProxySync),
 	}
 	// Finding a Service's slices by label would scan every slice of the
 	// namespace: O(n²) per decision with n Services.
 	_ = inf.EndpointSlices.Informer().AddIndexers(cache.Indexers{byService: sliceService})
 	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.poke() },
-		UpdateFunc: func(any, any) { s.poke() },
+		AddFunc: func(any) { s.poke() },
+		UpdateFunc: func(old, cur any) {
+			if !sameForSpeaker(old, cur) {
+				s.poke()
+			}
+		},
 		DeleteFunc: func(any) { s.poke() },
 	}
 	for _, i := range informers {
@@ -176,6 +192,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 		return errors.New("caches did not sync")
 	}
 	go s.report.run(ctx)
+	go s.watchDataPath(ctx)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -195,6 +212,8 @@ func (s *Speaker) Run(ctx context.Context) error {
 			s.l2.Set(nil)
 			return nil
 		case <-s.trigger:
+		case c := <-s.l2.Conflicts():
+			s.noteConflict(c)
 		case <-s.members.Changes():
 		case <-s.bgpChanges():
 		case <-timer.C:
@@ -209,82 +228,15 @@ func (s *Speaker) reconcile(ctx context.Context) time.Duration {
 	next := time.Second // nothing is announced before a first valid config
 	var nodes []NodeInfo
 	if cfg.Config != nil {
-		svcs, wait := s.gate.filter(ctx, s.serviceInfos(), s.log)
+		svcs, held, wait := s.gate.filter(ctx, s.serviceInfos(), s.log)
 		nodes = s.nodeInfos()
 		s.reconcileBGP(ctx, cfg, svcs, nodes)
-		next = s.reconcileL2(cfg, svcs, nodes)
+		next = s.reconcileL2(ctx, cfg, svcs, held, nodes)
 		if wait > 0 {
 			next = min(next, wait)
 		}
 	}
 	s.publish(cfg, nodes)
-	return next
-}
-
-// reconcileL2 elects the owner of every address among the live speakers and
-// answers for those this node owns.
-func (s *Speaker) reconcileL2(cfg config.State, svcs []ServiceInfo, nodes []NodeInfo) time.Duration {
-	if !s.members.Joined() {
-		return 100 * time.Millisecond // nodeInfos has handed memberlist the peers to join
-	}
-	if s.members.Isolated() {
-		// Cut off: answer for nothing until back among the others, who
-		// have taken over meanwhile.
-		s.mu.Lock()
-		s.owned = map[netip.Addr]ownership{}
-		s.mu.Unlock()
-		s.l2.Set(nil)
-		return time.Second
-	}
-	owners := DecideL2Kept(cfg.Config, cfg.Accepted, svcs, nodes)
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := 10 * time.Second
-	owned := map[netip.Addr]ownership{}
-	for addr, o := range owners {
-		prev, had := s.owned[addr]
-		switch {
-		case o.Node == s.opts.Node:
-			ifaces, err := s.opts.Interfaces(addr, o.Interfaces)
-			if err != nil || len(ifaces) == 0 {
-				s.log.Warn("no interface to answer on", zap.Stringer("ip", addr), zap.Strings("iface", o.Interfaces), zap.Error(err))
-				continue
-			}
-			owned[addr] = ownership{ifaces: ifaces, services: o.Services}
-			if !had || !prev.until.IsZero() {
-				s.log.Info("answering for an address", zap.Stringer("ip", addr), zap.Strings("iface", ifaces), zap.String("members", membersView(nodes)))
-				s.report.announced(o.Services, addr, ifaces[0])
-				s.metrics.ownershipChanges.Inc()
-			}
-		case had && o.Node != "":
-			// Another live node takes it: keep answering a little while.
-			if prev.until.IsZero() {
-				s.log.Info("handing an address over", zap.Stringer("ip", addr), zap.String("to", o.Node), zap.String("members", membersView(nodes)))
-				prev.until = now.Add(s.opts.HandBack)
-				s.metrics.ownershipChanges.Inc()
-			}
-			if now.Before(prev.until) {
-				owned[addr] = prev
-				next = min(next, prev.until.Sub(now))
-			}
-		case had:
-			s.report.withdrawn(o.Services, addr, o.Why)
-			s.metrics.ownershipChanges.Inc()
-		}
-	}
-	for addr, prev := range s.owned {
-		if _, still := owners[addr]; !still && prev.until.IsZero() {
-			s.log.Info("address gone", zap.Stringer("ip", addr))
-		}
-	}
-	s.owned = owned
-	desired := make(map[netip.Addr][]string, len(owned))
-	for addr, o := range owned {
-		desired[addr] = o.ifaces
-	}
-	s.l2.Set(desired)
-	s.metrics.members.Set(float64(s.members.NumMembers()))
 	return next
 }
 
@@ -402,11 +354,12 @@ func (s *Speaker) nodeInfos() []NodeInfo {
 		return nil
 	}
 	alive := s.members.Alive()
+	down := s.members.DataPathDown()
 	var peers []string
 	out := make([]NodeInfo, 0, len(nodes))
 	for _, n := range nodes {
 		settled, isAlive := alive[n.Name]
-		info := NodeInfo{Name: n.Name, Labels: n.Labels, Alive: isAlive, Settled: settled}
+		info := NodeInfo{Name: n.Name, Labels: n.Labels, Alive: isAlive, Settled: settled, DataPathDown: down[n.Name]}
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
 				info.NetworkUnavailable = true

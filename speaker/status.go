@@ -56,6 +56,27 @@ func (r *reporter) announced(services []string, addr netip.Addr, iface string) {
 	}
 }
 
+// announcedMore records, on the Node, that this node took n more
+// addresses than it wrote Events for (a takeover of many).
+func (r *reporter) announcedMore(n int) {
+	r.recorder.Eventf(&corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: r.node}, corev1.EventTypeNormal, ReasonAnnouncedL2,
+		"node %s took over %d more addresses via L2 (see its SpeakerState)", r.node, n)
+}
+
+// splitBrain records that two speakers answered for addr and which one
+// stepped back ("" while the other has not yet).
+func (r *reporter) splitBrain(services []string, addr netip.Addr, other, steppedBack, why string) {
+	msg := fmt.Sprintf("nodes %s and %s both answered for %s (their views of the speakers differed); ", r.node, other, addr)
+	if steppedBack != "" {
+		msg += "node " + steppedBack + " stepped back"
+	} else {
+		msg += "node " + r.node + " keeps it: " + why
+	}
+	for _, key := range services {
+		r.event(key, corev1.EventTypeWarning, state.ReasonSplitBrain, msg)
+	}
+}
+
 // withdrawn records that nobody answers for addr any more, and why.
 func (r *reporter) withdrawn(services []string, addr netip.Addr, why string) {
 	msg := fmt.Sprintf("%s not announced: %s", addr, why)

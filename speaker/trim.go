@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"maps"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -72,4 +73,65 @@ func ReadyNodes(es *discoveryv1.EndpointSlice) []string {
 	}
 	slices.Sort(nodes)
 	return nodes
+}
+
+// sameForSpeaker reports whether an update changes nothing the speaker
+// decides on: a Service whose conditions or annotations changed (the
+// controller writes Announced conditions for every address a takeover
+// moved), an EndpointSlice whose ready nodes stayed, a Node's heartbeat.
+// Without this, a takeover of 1,000 addresses made every speaker decide
+// again for each of the 1,000 status writes it caused.
+func sameForSpeaker(old, cur any) bool {
+	switch o := old.(type) {
+	case *corev1.Service:
+		c, ok := cur.(*corev1.Service)
+		return ok && sameService(o, c)
+	case *readyEndpoints:
+		c, ok := cur.(*readyEndpoints)
+		return ok && o.service == c.service && slices.Equal(o.nodes, c.nodes)
+	case *corev1.Node:
+		c, ok := cur.(*corev1.Node)
+		return ok && sameNode(o, c)
+	}
+	return false
+}
+
+func sameService(a, b *corev1.Service) bool {
+	if a.Spec.Type != b.Spec.Type || a.Spec.ExternalTrafficPolicy != b.Spec.ExternalTrafficPolicy ||
+		!equalPtr(a.Spec.LoadBalancerClass, b.Spec.LoadBalancerClass) ||
+		len(a.Status.LoadBalancer.Ingress) != len(b.Status.LoadBalancer.Ingress) {
+		return false
+	}
+	for i, in := range a.Status.LoadBalancer.Ingress {
+		if in.IP != b.Status.LoadBalancer.Ingress[i].IP {
+			return false
+		}
+	}
+	return true
+}
+
+func sameNode(a, b *corev1.Node) bool {
+	if !maps.Equal(a.Labels, b.Labels) || networkUnavailable(a) != networkUnavailable(b) ||
+		len(a.Status.Addresses) != len(b.Status.Addresses) {
+		return false
+	}
+	for i, ad := range a.Status.Addresses {
+		if ad != b.Status.Addresses[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func networkUnavailable(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeNetworkUnavailable {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func equalPtr(a, b *string) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }

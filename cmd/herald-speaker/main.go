@@ -143,7 +143,7 @@ func runWith(ctx context.Context, log *zap.Logger, f flags, kube kubernetes.Inte
 	}
 	sp := speaker.New(inf, members, announcer, bgpServer, recorder, speaker.NewMetrics(reg), log.Named("speaker"),
 		speaker.Options{Node: f.node, Namespace: f.namespace, ConfigName: f.configName, LBClass: f.lbClass, HandBack: f.handBack,
-			Interfaces: l2.InterfacesFor, States: states, Version: version.Version, ProxySync: speaker.NewProxySync(f.kubeProxy)})
+			Links: l2.ReadLinks, States: states, Version: version.Version, ProxySync: speaker.NewProxySync(f.kubeProxy)})
 	running.Store(sp)
 	for _, factory := range []informers.SharedInformerFactory{all, own} {
 		factory.Start(ctx.Done())

@@ -73,6 +73,7 @@ const (
 	ReasonNoBGPAdvertisement   = "NoBGPAdvertisement"
 	ReasonNodeExcluded         = "NodeExcluded"
 	ReasonNetworkUnavailable   = "NetworkUnavailable"
+	ReasonDataPathDown         = "DataPathDown"
 	ReasonNotSelected          = "NotSelected"
 	ReasonNotAlive             = "NotAlive"
 	ReasonNoEligibleNode       = "NoEligibleNode"
@@ -485,6 +486,9 @@ func (e *explainer) nodeInfos() []speaker.NodeInfo {
 			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
 				info.NetworkUnavailable = true
 			}
+		}
+		if st := e.c.speakerState(n.Name); st != nil && st.Status.DataPathDown != "" {
+			info.DataPathDown = true
 		}
 		out = append(out, info)
 	}

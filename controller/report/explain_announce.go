@@ -183,6 +183,8 @@ func (e *explainer) whyNotOwner(a netip.Addr, n speaker.NodeInfo, owner string, 
 		return nodeReason{ReasonNotAlive, "its speaker is not alive in the speakers' membership"}
 	case n.NetworkUnavailable:
 		return nodeReason{ReasonNetworkUnavailable, "the node is NetworkUnavailable"}
+	case n.DataPathDown:
+		return nodeReason{ReasonDataPathDown, "its data path is down: kube-proxy's health endpoint on it does not answer healthy"}
 	case n.Labels.Has(speaker.LabelExclude):
 		return nodeReason{ReasonNodeExcluded, "excluded by label " + speaker.LabelExclude}
 	case !e.l2Selects(a, n):
@@ -416,6 +418,8 @@ func bgpReason(why string) string {
 		return ReasonNodeExcluded
 	case strings.Contains(first, "NetworkUnavailable"):
 		return ReasonNetworkUnavailable
+	case strings.Contains(first, "no working data path"):
+		return ReasonDataPathDown
 	case strings.Contains(first, "does not select node"):
 		return ReasonNotSelected
 	case strings.Contains(first, "has no session to the peers"):

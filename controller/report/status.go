@@ -82,16 +82,28 @@ type SpeakerStatus struct {
 	// Reported is false when the node's speaker has published no state.
 	Reported bool `json:"reported"`
 	// Alive: the majority of joined speakers see it (SeenBy of Voters).
-	Alive       bool      `json:"alive"`
-	SeenBy      int       `json:"seenBy"`
-	Voters      int       `json:"voters"`
-	Joined      bool      `json:"joined"`
-	Isolated    bool      `json:"isolated,omitempty"`
-	Config      string    `json:"config,omitempty"`
-	ConfigError string    `json:"configError,omitempty"`
-	L2          int       `json:"l2"`  // addresses answered for
-	BGP         int       `json:"bgp"` // prefixes advertised
-	Sessions    []Session `json:"sessions,omitempty"`
+	Alive    bool `json:"alive"`
+	SeenBy   int  `json:"seenBy"`
+	Voters   int  `json:"voters"`
+	Joined   bool `json:"joined"`
+	Isolated bool `json:"isolated,omitempty"`
+	// DataPathDown says why the node announces nothing (kube-proxy unhealthy).
+	DataPathDown string `json:"dataPathDown,omitempty"`
+	// Conflicts are devices that are no speaker answering for addresses
+	// this node owns or probed.
+	Conflicts   []Conflict `json:"conflicts,omitempty"`
+	Config      string     `json:"config,omitempty"`
+	ConfigError string     `json:"configError,omitempty"`
+	L2          int        `json:"l2"`  // addresses answered for
+	BGP         int        `json:"bgp"` // prefixes advertised
+	Sessions    []Session  `json:"sessions,omitempty"`
+}
+
+// Conflict is a device answering for an address, as a node saw it.
+type Conflict struct {
+	Address   string `json:"address"`
+	MAC       string `json:"mac"`
+	Announced bool   `json:"announced"` // Herald keeps answering (it was in service first)
 }
 
 // Session is one BGP session of a node.
@@ -217,7 +229,10 @@ func speakerStatuses(c *Cluster) ([]SpeakerStatus, string) {
 		if st := c.speakerState(node); st != nil {
 			s := st.Status
 			ss.Reported, ss.Joined, ss.Isolated = true, s.Joined, s.Isolated
-			ss.Config, ss.ConfigError = s.Config, s.ConfigError
+			ss.Config, ss.ConfigError, ss.DataPathDown = s.Config, s.ConfigError, s.DataPathDown
+			for _, c := range s.Conflicts {
+				ss.Conflicts = append(ss.Conflicts, Conflict{Address: c.Address, MAC: c.MAC, Announced: c.Announced})
+			}
 			ss.L2, ss.BGP = len(s.L2), len(s.BGP)
 			for _, se := range s.Sessions {
 				ss.Sessions = append(ss.Sessions, Session{Peer: se.Peer, Address: se.Address, State: se.State, Reason: se.Reason})
@@ -351,6 +366,9 @@ func (s Status) Table(w io.Writer) error {
 		if sp.Isolated {
 			joined += " (isolated)"
 		}
+		if sp.DataPathDown != "" {
+			joined += " (data path down)"
+		}
 		cfgHash := dash(sp.Config)
 		if sp.ConfigError != "" {
 			cfgHash += " (ConfigMap invalid)"
@@ -366,6 +384,18 @@ func (s Status) Table(w io.Writer) error {
 	}
 	if s.SpeakerNote != "" {
 		fmt.Fprintf(w, "(%s)\n", s.SpeakerNote)
+	}
+	for _, sp := range s.Speakers {
+		if sp.DataPathDown != "" {
+			fmt.Fprintf(w, "node %s announces nothing: %s\n", sp.Node, sp.DataPathDown)
+		}
+		for _, c := range sp.Conflicts {
+			what := "not announced"
+			if c.Announced {
+				what = "Herald keeps answering"
+			}
+			fmt.Fprintf(w, "address conflict: a device with MAC %s answers for %s (seen by node %s; %s)\n", c.MAC, c.Address, sp.Node, what)
+		}
 	}
 
 	fmt.Fprintln(tw, "\nSERVICE\tADDRESSES\tPOOL\tANNOUNCED\tCONDITIONS")

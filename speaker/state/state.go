@@ -79,7 +79,39 @@ type Status struct {
 	Sessions []Session `json:"sessions,omitempty"`
 	// BGP lists the prefixes this node advertises.
 	BGP []Route `json:"bgp,omitempty"`
+	// DataPathDown says why this node announces nothing: kube-proxy's
+	// health endpoint on it does not answer healthy ("" while it does).
+	DataPathDown string `json:"dataPathDown,omitempty"`
+	// Conflicts lists the addresses this node owns or probed for which a
+	// device that is no speaker answers.
+	Conflicts []Conflict `json:"conflicts,omitempty"`
 }
+
+// Conflict is a device that is no speaker answering for an address.
+type Conflict struct {
+	Address string `json:"address"`
+	MAC     string `json:"mac"`
+	// Kind is how it showed: arp-reply, arp-request (gratuitous ARP or a
+	// request sent from the address), neighbor-advertisement, dad, probe.
+	Kind string `json:"kind"`
+	// Announced tells whether Herald answers for the address (it was in
+	// service when the device appeared: kept and defended) or not (the
+	// device held it before Herald announced it).
+	Announced bool        `json:"announced"`
+	Since     metav1.Time `json:"since"`
+}
+
+// ConditionAddressConflict is the Service condition the controller keeps
+// from the SpeakerStates' conflicts: a device that is no speaker answers
+// for one of the Service's addresses.
+const ConditionAddressConflict = "herald.dev/AddressConflict"
+
+// Reasons of ConditionAddressConflict and of the Events about it.
+const (
+	ReasonAddressConflict = "AddressConflict"
+	ReasonNoConflict      = "NoConflict"
+	ReasonSplitBrain      = "SplitBrain"
+)
 
 // L2Address is one address answered for in layer 2.
 type L2Address struct {
@@ -125,6 +157,12 @@ func (s *Status) Normalize() {
 		slices.Sort(s.BGP[i].Services)
 	}
 	slices.SortFunc(s.BGP, func(a, b Route) int { return compare(a.Prefix, b.Prefix) })
+	slices.SortFunc(s.Conflicts, func(a, b Conflict) int {
+		if c := compare(a.Address, b.Address); c != 0 {
+			return c
+		}
+		return compare(a.MAC, b.MAC)
+	})
 }
 
 func compare(a, b string) int {
