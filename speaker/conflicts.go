@@ -227,11 +227,26 @@ func (s *Speaker) tendConflicts(ctx context.Context, now time.Time) {
 	s.mu.Unlock()
 	for _, r := range due {
 		go func() {
-			found, _ := s.l2.Probe(ctx, r.addr, r.ifaces, 1, probeWait)
+			found, err := s.l2.Probe(ctx, r.addr, r.ifaces, 1, probeWait)
 			for _, c := range found {
 				s.noteConflict(c)
 			}
+			if err == nil && len(found) == 0 {
+				s.forgetConflict(r.addr)
+			}
 		}()
+	}
+}
+
+// forgetConflict drops a foreign claim for addr: a probe found nobody.
+func (s *Speaker) forgetConflict(addr netip.Addr) {
+	s.mu.Lock()
+	f, ok := s.conflicts.foreign[addr]
+	delete(s.conflicts.foreign, addr)
+	s.mu.Unlock()
+	if ok {
+		s.log.Info("the device answering for an address is gone", zap.Stringer("ip", addr), zap.String("mac", f.mac))
+		s.poke()
 	}
 }
 

@@ -225,11 +225,10 @@ func (s *Speaker) probe(ctx context.Context, addr netip.Addr, ifaces []string) {
 			taken = who
 		}
 	}
-	s.mu.Lock()
-	if f, ok := s.conflicts.foreign[addr]; ok && taken == "" && err == nil && !f.announced {
-		delete(s.conflicts.foreign, addr) // the device has gone
-		s.log.Info("the device answering for an address is gone", zap.Stringer("ip", addr), zap.String("mac", f.mac))
+	if taken == "" && err == nil {
+		s.forgetConflict(addr)
 	}
+	s.mu.Lock()
 	s.probeDone = append(s.probeDone, probeOutcome{addr, probeState{at: time.Now(), taken: taken}})
 	s.mu.Unlock()
 	s.poke()
