@@ -68,9 +68,11 @@ func TestRequests(t *testing.T) {
 
 func TestEditingTheRequestMovesOnlyThatService(t *testing.T) {
 	e := newEnv(t, twoPools)
+	// One after the other: four workers may sync two new Services in
+	// either order.
 	e.svc("one")
-	e.svc("two")
 	e.waitIPs(e.ns, "one", "198.51.100.10")
+	e.svc("two")
 	e.waitIPs(e.ns, "two", "198.51.100.11")
 	s, _ := e.kube.CoreV1().Services(e.ns).Get(t.Context(), "one", metav1.GetOptions{})
 	s.Annotations = map[string]string{controller.AnnotationPool: "b"}

@@ -32,6 +32,8 @@ func TestReadyReplicas(t *testing.T) {
 	// Ready does not wait for the election (a synced standby is Ready):
 	// one of them takes the Lease a moment later.
 	waitUntil(t, 15*time.Second, "a replica to lead", func() bool { return a.leader(t)+b.leader(t) >= 1 })
+	// The new leader is Ready again once its controller has synced.
+	waitUntil(t, 15*time.Second, "both replicas Ready under a leader", func() bool { return a.ready() && b.ready() })
 	leader, standby := a, b
 	if b.leader(t) == 1 {
 		leader, standby = b, a
