@@ -45,11 +45,19 @@ type addrConflict struct {
 // indexConflicts lists, per address, the devices the counted speakers
 // report.
 func indexConflicts(states []*state.SpeakerState) map[netip.Addr][]addrConflict {
+	// A speaker that did not know another's MAC yet may take its answers
+	// for a foreign device's: a MAC any speaker publishes is none.
+	speakers := map[string]bool{}
+	for _, s := range states {
+		for _, mac := range s.Status.MACs {
+			speakers[strings.ToLower(mac)] = true
+		}
+	}
 	out := map[netip.Addr][]addrConflict{}
 	for _, s := range counted(states) {
 		for _, c := range s.Status.Conflicts {
 			addr, err := netip.ParseAddr(c.Address)
-			if err != nil {
+			if err != nil || speakers[strings.ToLower(c.MAC)] {
 				continue
 			}
 			out[addr] = append(out[addr], addrConflict{Node: s.Name, MAC: c.MAC, Kind: c.Kind, Announced: c.Announced})

@@ -22,8 +22,11 @@ func TestIndexConflicts(t *testing.T) {
 		return []state.Conflict{{Address: x.String(), MAC: "02:00:00:00:00:99", Kind: "arp-reply", Announced: announced}}
 	}
 	got := indexConflicts([]*state.SpeakerState{
-		speakerState("n1", two, state.Status{Conflicts: conflict(false)}),
-		speakerState("n2", two, state.Status{}),
+		speakerState("n1", two, state.Status{MACs: []string{"02:00:00:00:00:01"}, Conflicts: conflict(false)}),
+		speakerState("n2", two, state.Status{MACs: []string{"02:00:00:00:00:02"}, Conflicts: []state.Conflict{
+			// n1's MAC, which n2 took for a foreign device's: not counted.
+			{Address: "198.51.100.10", MAC: "02:00:00:00:00:01", Kind: "arp-request"},
+		}}),
 		// n3 is dead in everyone's view but its own: its report does not count.
 		speakerState("n3", []string{"n3"}, state.Status{Conflicts: conflict(true)}),
 	})

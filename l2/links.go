@@ -92,3 +92,13 @@ func (l *Links) MACs() []net.HardwareAddr {
 	slices.SortFunc(out, func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
 	return slices.CompactFunc(out, func(a, b net.HardwareAddr) bool { return bytes.Equal(a, b) })
 }
+
+// LocalMACs lists the MACs of this node's eligible interfaces (nil if
+// they cannot be read): what other speakers know this node by on the wire.
+func LocalMACs() []net.HardwareAddr {
+	l, err := ReadLinks()
+	if err != nil {
+		return nil
+	}
+	return l.MACs()
+}

@@ -79,8 +79,10 @@ func (c conflicts) blocks(addr netip.Addr) bool {
 
 // noteConflict records another MAC claiming an address and names who it
 // is: a speaker's node name (this node's own for its other interfaces), or
-// the MAC of a foreign device.
-func (s *Speaker) noteConflict(c l2.Conflict) string {
+// the MAC of a foreign device. A claim seen on the wire counts only for an
+// address this node owns (not one it hands over: the new owner announces
+// it); a probe's answers (probed) count for the address probed.
+func (s *Speaker) noteConflict(c l2.Conflict, probed bool) string {
 	node := s.members.NodeOfMAC(c.MAC)
 	if node == s.opts.Node || (node != "" && c.Kind == l2.KindDAD) {
 		return node // a speaker probing before it takes an address claims nothing
@@ -89,6 +91,10 @@ func (s *Speaker) noteConflict(c l2.Conflict) string {
 	s.mu.Lock()
 	o, owned := s.owned[c.Addr]
 	owned = owned && o.until.IsZero()
+	if !owned && !probed {
+		s.mu.Unlock()
+		return node
+	}
 	if node != "" {
 		s.conflicts.rivals[c.Addr] = rival{node: node, at: now}
 		s.mu.Unlock()
@@ -229,7 +235,7 @@ func (s *Speaker) tendConflicts(ctx context.Context, now time.Time) {
 		go func() {
 			found, err := s.l2.Probe(ctx, r.addr, r.ifaces, 1, probeWait)
 			for _, c := range found {
-				s.noteConflict(c)
+				s.noteConflict(c, true)
 			}
 			if err == nil && len(found) == 0 {
 				s.forgetConflict(r.addr)

@@ -221,7 +221,7 @@ func (s *Speaker) probe(ctx context.Context, addr netip.Addr, ifaces []string) {
 	}
 	taken := ""
 	for _, c := range found {
-		if who := s.noteConflict(c); who != s.opts.Node {
+		if who := s.noteConflict(c, true); who != s.opts.Node {
 			taken = who
 		}
 	}
@@ -310,7 +310,7 @@ func (s *Speaker) probeOwned(ctx context.Context) {
 		go func() {
 			found, _ := s.l2.Probe(ctx, addr, ifaces[i], 1, probeWait)
 			for _, c := range found {
-				s.noteConflict(c)
+				s.noteConflict(c, true)
 			}
 		}()
 	}

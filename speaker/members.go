@@ -36,7 +36,11 @@ type MemberOptions struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	SuspicionMult int
-	Log           *zap.Logger
+	// MACs reads this node's interface MACs (l2.LocalMACs), published from
+	// the first join on, so that no other speaker takes this node's first
+	// announcements for a foreign device's.
+	MACs func() []net.HardwareAddr
+	Log  *zap.Logger
 }
 
 // DefaultMemberOptions are tuned for a LAN. Each speaker sends about
@@ -127,6 +131,9 @@ func (m *Members) Run(ctx context.Context) error {
 	cfg.Logger = log.New(zapWriter{m.opts.Log.Named("memberlist"), m.refuted}, "", 0)
 	m.mu.Lock()
 	m.joined = time.Now()
+	if m.opts.MACs != nil && m.macs == nil {
+		m.macs = m.opts.MACs()
+	}
 	m.mu.Unlock()
 	ml, err := memberlist.Create(cfg)
 	if err != nil {

@@ -25,6 +25,9 @@ func (s *Speaker) publish(cfg config.State, nodes []NodeInfo) {
 			st.Members = append(st.Members, n.Name)
 		}
 	}
+	for _, mac := range s.members.MACs() {
+		st.MACs = append(st.MACs, mac.String())
+	}
 	s.mu.Lock()
 	st.DataPathDown = s.dataPathWhy
 	st.Conflicts = s.conflicts.published()

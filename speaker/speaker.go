@@ -213,7 +213,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 			return nil
 		case <-s.trigger:
 		case c := <-s.l2.Conflicts():
-			s.noteConflict(c)
+			s.noteConflict(c, false)
 		case <-s.members.Changes():
 		case <-s.bgpChanges():
 		case <-timer.C:

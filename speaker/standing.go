@@ -118,6 +118,13 @@ func (m *Members) SetMACs(macs []net.HardwareAddr) {
 	m.republish()
 }
 
+// MACs are this node's interface MACs, as published.
+func (m *Members) MACs() []net.HardwareAddr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.macs
+}
+
 // NodeOfMAC names the speaker whose interface has mac ("" for a device
 // that is no speaker). A member declared dead keeps its MACs here: a node
 // cut off from the others is still known by its MAC on the wire.

@@ -127,7 +127,7 @@ func runWith(ctx context.Context, log *zap.Logger, f flags, kube kubernetes.Inte
 
 	members := speaker.NewMembers(speaker.MemberOptions{
 		Node: f.node, Bind: bind, Port: f.memberPort, SecretKey: key, HoldDown: f.holdDown,
-		ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout, SuspicionMult: f.suspicionMult, Log: log,
+		ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout, SuspicionMult: f.suspicionMult, MACs: l2.LocalMACs, Log: log,
 	})
 	announcer := l2.New(l2.Options{Log: log.Named("l2"), Registerer: reg, GratuitousRepeat: f.gratuitousRepeat,
 		GratuitousInterval: f.gratuitousInterval, RefreshInterval: f.refresh})

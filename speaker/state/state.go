@@ -82,6 +82,9 @@ type Status struct {
 	// DataPathDown says why this node announces nothing: kube-proxy's
 	// health endpoint on it does not answer healthy ("" while it does).
 	DataPathDown string `json:"dataPathDown,omitempty"`
+	// MACs are this node's interface MACs: a conflict naming one of them is
+	// no foreign device.
+	MACs []string `json:"macs,omitempty"`
 	// Conflicts lists the addresses this node owns or probed for which a
 	// device that is no speaker answers.
 	Conflicts []Conflict `json:"conflicts,omitempty"`
@@ -141,6 +144,7 @@ type Route struct {
 // Normalize sorts every list, so that equal states compare equal.
 func (s *Status) Normalize() {
 	slices.Sort(s.Members)
+	slices.Sort(s.MACs)
 	for i := range s.L2 {
 		slices.Sort(s.L2[i].Interfaces)
 		slices.Sort(s.L2[i].Services)
