@@ -21,11 +21,12 @@ import (
 //
 // A split brain is resolved the same way on both nodes, from what each can
 // know: a node the others suspected lately steps back (they declared it dead
-// and took over while it stalled); a node that sees a strict majority of the known speakers alive and
-// not the other keeps the address (the other is the one cut off) and
-// announces it again; a node in a minority steps back; when both see each
-// other alive, or neither has a majority (a two-node cluster), the one that
-// does not win the address between the two steps back. Stepping back is
+// and took over while it stalled); otherwise, while the two see each other
+// alive, the election decides (their views only lag); a node that sees a
+// strict majority of the known speakers alive and not the other keeps the
+// address (the other is the one cut off) and announces it again; a node in a
+// minority steps back; when neither has a majority (a two-node cluster), the
+// one that does not win the address between the two steps back. Stepping back is
 // answering for nothing, rejoining, and taking addresses again only after
 // the hold-down.
 //
@@ -133,9 +134,9 @@ func (s *Speaker) noteConflict(c l2.Conflict, probed bool) string {
 // this node owns (see the comment at the top). It reports whether this node
 // stepped back.
 func (s *Speaker) resolveRivals(owners map[netip.Addr]L2Owner, nodes []NodeInfo, now time.Time) bool {
-	alive, settled := map[string]bool{}, map[string]bool{}
+	alive := map[string]bool{}
 	for _, n := range nodes {
-		alive[n.Name], settled[n.Name] = n.Alive, n.Settled
+		alive[n.Name] = n.Alive
 	}
 	known := s.members.Known()
 	total, live := 0, 0
@@ -163,7 +164,7 @@ func (s *Speaker) resolveRivals(owners map[netip.Addr]L2Owner, nodes []NodeInfo,
 		// Judged again at each decision while fresh: the views change
 		// (the other is declared gone a moment after its first claim).
 		switch {
-		case splitBrainLoser(s.opts.Node, r.node, addr, alive[r.node], settled[r.node], suspected, live, total):
+		case splitBrainLoser(s.opts.Node, r.node, addr, alive[r.node], suspected, live, total):
 			delete(s.conflicts.rivals, addr)
 			lose, loseTo = append(lose, addr), append(loseTo, r.node)
 		case !alive[r.node] && !r.kept:
@@ -192,17 +193,17 @@ func (s *Speaker) resolveRivals(owners map[netip.Addr]L2Owner, nodes []NodeInfo,
 
 // splitBrainLoser decides a split brain over addr between this node (self)
 // and another speaker seen answering for it (see the top of this file): self
-// sees live of the total known speakers alive, and rival among them or not
-// (and settled or not); suspected: the others suspected self lately (then they took its addresses
-// while it was away: it is the one to step back). Pure; two nodes reach
-// opposite answers from their own views.
-func splitBrainLoser(self, rival string, addr netip.Addr, rivalAlive, rivalSettled, suspected bool, live, total int) bool {
+// sees live of the total known speakers alive, and rival among them or not;
+// suspected: the others suspected self lately. A rival this node sees alive
+// is a view that lags (a node just joined, a hand-over under way): the
+// election settles it, and nobody steps back for it, unless this node was
+// just suspected (then the others declared it dead and took over while it
+// stalled). Pure.
+func splitBrainLoser(self, rival string, addr netip.Addr, rivalAlive, suspected bool, live, total int) bool {
 	switch {
-	case rivalAlive && suspected:
-		return true
-	case rivalAlive && !rivalSettled:
-		return false // the other came back lately and has not won anything yet
-	case rivalAlive || 2*live == total:
+	case rivalAlive:
+		return suspected
+	case 2*live == total:
 		return Winner([]string{self, rival}, addr) != self
 	}
 	return 2*live < total

@@ -80,6 +80,9 @@ func TestDecideBGP(t *testing.T) {
 		{name: "network unavailable", svcs: []speaker.ServiceInfo{svc(web, false, "node1")},
 			self: node("node1", func(n *speaker.NodeInfo) { n.NetworkUnavailable = true }), wantPeers: []string{"tor-a"},
 			want: map[string]speaker.BGPService{"shop/web": {Why: "node node1 has NetworkUnavailable"}}},
+		{name: "data path down (kube-proxy not healthy)", svcs: []speaker.ServiceInfo{svc(web, false, "node1")},
+			self: node("node1", func(n *speaker.NodeInfo) { n.DataPathDown = true }), wantPeers: []string{"tor-a"},
+			want: map[string]speaker.BGPService{"shop/web": {Why: "node node1 has no working data path (kube-proxy not healthy)"}}},
 		{name: "advertisement to peers this node has no session with", svcs: []speaker.ServiceInfo{svc(rack, false, "node1")},
 			self: node("node1"), wantPeers: []string{"tor-a"},
 			want: map[string]speaker.BGPService{"shop/web": {Why: "BGP advertisement edge-only does not select node node1; " +
