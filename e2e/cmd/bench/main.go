@@ -27,6 +27,8 @@ var measurements = []measurement{
 	{"lab", benchLabUp},
 	{"controller", benchController},
 	{"l2", benchL2},
+	{"l2stress", benchL2Stress},
+	{"l2many", benchL2Many},
 	{"bgp", benchBGP},
 	{"install", benchInstall},
 }
