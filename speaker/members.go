@@ -81,6 +81,8 @@ type Members struct {
 	seenSince     map[string]time.Time // when this node saw each member come alive
 	lastSettled   map[string]bool      // Alive() at the last tick
 	carrier       bool                 // the bind interface's link was up at the last look
+	link          string               // the bind interface (only Run's goroutine touches link and linkFound)
+	linkFound     time.Time
 }
 
 // NewMembers prepares membership; Run starts it.
@@ -182,7 +184,12 @@ func (m *Members) Run(ctx context.Context) error {
 // off: it becomes isolated) and reports changes. Isolation ends when a peer
 // is seen again (NotifyJoin), or after a few seconds alone (a one-node cluster).
 func (m *Members) watchCarrier() bool {
-	up := carrierUp(m.opts.Bind)
+	// Finding the interface takes two netlink dumps: done once every
+	// 10 s (it may be renamed or replaced), not at every look.
+	if now := time.Now(); m.link == "" || now.Sub(m.linkFound) > 10*time.Second {
+		m.link, m.linkFound = bindLink(m.opts.Bind), now
+	}
+	up := carrierUp(m.link)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	changed := up != m.carrier
@@ -434,21 +441,30 @@ func (w zapWriter) Write(p []byte) (int, error) {
 
 var _ io.Writer = zapWriter{}
 
-// carrierUp reports whether the interface holding addr has its link up.
-// Unknown (no such interface, no sysfs) counts as up.
-func carrierUp(addr netip.Addr) bool {
+// bindLink names the interface that holds addr ("" if none does).
+func bindLink(addr netip.Addr) string {
 	ifs, err := net.Interfaces()
 	if err != nil {
-		return true
+		return ""
 	}
 	for _, ifi := range ifs {
 		addrs, _ := ifi.Addrs()
 		for _, a := range addrs {
 			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == addr {
-				b, err := os.ReadFile("/sys/class/net/" + ifi.Name + "/carrier")
-				return err != nil || strings.TrimSpace(string(b)) == "1"
+				return ifi.Name
 			}
 		}
 	}
-	return true
+	return ""
+}
+
+// carrierUp reports whether the link iface has carrier, from sysfs (one
+// small read, every 50 ms). Unknown (no such interface, no sysfs) counts
+// as up.
+func carrierUp(iface string) bool {
+	if iface == "" {
+		return true
+	}
+	b, err := os.ReadFile("/sys/class/net/" + iface + "/carrier")
+	return err != nil || strings.TrimSpace(string(b)) == "1"
 }
