@@ -138,16 +138,7 @@ func (s *Speaker) resolveRivals(owners map[netip.Addr]L2Owner, nodes []NodeInfo,
 	for _, n := range nodes {
 		alive[n.Name] = n.Alive
 	}
-	known := s.members.Known()
-	total, live := 0, 0
-	for _, n := range nodes {
-		if known[n.Name] {
-			total++
-			if n.Alive {
-				live++
-			}
-		}
-	}
+	live, total := liveOf(nodes, s.members.Known())
 	suspected := s.members.SuspectedWithin(suspicionMemory)
 	var lose, keep []netip.Addr
 	var loseTo []string

@@ -29,7 +29,7 @@ func (s *Speaker) watchDataPath(ctx context.Context) {
 	}
 	tick := time.NewTicker(dataPathPoll)
 	defer tick.Stop()
-	failed, lastErr := 0, ""
+	failed := 0
 	for {
 		err := p.healthy(ctx)
 		switch {
@@ -37,16 +37,15 @@ func (s *Speaker) watchDataPath(ctx context.Context) {
 			if failed >= dataPathFailures {
 				s.log.Info("data path healthy again: kube-proxy answers; taking addresses back after the hold-down", zap.String("kubeProxy", p.URL))
 			}
-			failed, lastErr = 0, ""
+			failed = 0
 			s.setDataPath(true, "")
 		case ctx.Err() != nil:
 			return
 		default:
 			if failed++; failed == dataPathFailures {
-				lastErr = err.Error()
 				s.log.Error("data path down: kube-proxy's health endpoint does not answer healthy; this node announces nothing until it does (clusters without kube-proxy: --kube-proxy-healthz=\"\")",
 					zap.String("kubeProxy", p.URL), zap.Error(err))
-				s.setDataPath(false, lastErr)
+				s.setDataPath(false, err.Error())
 			}
 		}
 		select {

@@ -317,20 +317,24 @@ func (s *Speaker) probeOwned(ctx context.Context) {
 }
 
 // majority reports whether this node sees more than half of the known
-// speakers alive (itself included). Known: Node objects whose speaker has
-// been a member (Members.Known).
+// speakers alive (itself included).
 func majority(nodes []NodeInfo, known map[string]bool) bool {
-	total, alive := 0, 0
+	live, total := liveOf(nodes, known)
+	return 2*live > total
+}
+
+// liveOf counts the known speakers (Node objects whose speaker has been a
+// member, Members.Known) and those alive among them.
+func liveOf(nodes []NodeInfo, known map[string]bool) (live, total int) {
 	for _, n := range nodes {
-		if !known[n.Name] {
-			continue
-		}
-		total++
-		if n.Alive {
-			alive++
+		if known[n.Name] {
+			total++
+			if n.Alive {
+				live++
+			}
 		}
 	}
-	return 2*alive > total
+	return live, total
 }
 
 // dropAll stops answering for everything at once (no hand-back).

@@ -97,13 +97,13 @@ type Speaker struct {
 	gate     programGate   // only the loop touches it
 	cfgErr   string        // the configuration problem last reported
 
-	l2s       l2State        // only the loop touches it
-	probeDone []probeOutcome // probes ended since the last decision (under mu)
+	l2s l2State // only the loop touches it
 
 	mu          sync.Mutex
 	owned       map[netip.Addr]ownership // what this node answers for now
 	conflicts   conflicts                // other MACs answering for addresses (conflicts.go)
 	dataPathWhy string                   // why the data path is down ("" while it works)
+	probeDone   []probeOutcome           // probes ended since the last decision
 	ready       bool
 	lastLoop    time.Time // when the loop last decided
 }

@@ -87,13 +87,7 @@ func TestFreezeShorterThanSuspicion(t *testing.T) {
 func TestFreezeLongerThanSuspicion(t *testing.T) {
 	l := needLab(t)
 	vip := "198.51.100.213"
-	app(t, l, "freezelong", "web", vip, false, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
-	owner := settled(t, l, vip)
-	others := slices.DeleteFunc(nodeNames(l), func(n string) bool { return n == owner })
-	next := speaker.Winner(others, netip.MustParseAddr(vip))
-	mac, nextMAC := nodeMAC(t, owner), nodeMAC(t, next)
-	w := watch(t, l, vip)
-	g := startGETs(t, l, vip)
+	owner, _, next, mac, nextMAC, w, g := scene(t, l, "freezelong", vip)
 	time.Sleep(300 * time.Millisecond)
 
 	frozen := time.Now()
@@ -151,13 +145,7 @@ func TestKubeProxyDownMovesTheAddress(t *testing.T) {
 	l := needLab(t)
 	ctx := t.Context()
 	vip := "198.51.100.214"
-	app(t, l, "proxydown", "web", vip, false, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
-	owner := settled(t, l, vip)
-	others := slices.DeleteFunc(nodeNames(l), func(n string) bool { return n == owner })
-	next := speaker.Winner(others, netip.MustParseAddr(vip))
-	mac, nextMAC := nodeMAC(t, owner), nodeMAC(t, next)
-	w := watch(t, l, vip)
-	g := startGETs(t, l, vip)
+	owner, _, next, mac, nextMAC, w, g := scene(t, l, "proxydown", vip)
 	time.Sleep(300 * time.Millisecond)
 
 	if err := l.StopKubeProxy(ctx, owner); err != nil {
@@ -328,13 +316,7 @@ func TestPartitionOwnerLosesSpeakers(t *testing.T) {
 	l := needLab(t)
 	ctx := t.Context()
 	vip := "198.51.100.217"
-	app(t, l, "partboth", "web", vip, false, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
-	owner := settled(t, l, vip)
-	others := slices.DeleteFunc(nodeNames(l), func(n string) bool { return n == owner })
-	next := speaker.Winner(others, netip.MustParseAddr(vip))
-	mac, nextMAC := nodeMAC(t, owner), nodeMAC(t, next)
-	w := watch(t, l, vip)
-	g := startGETs(t, l, vip)
+	owner, others, _, mac, nextMAC, w, g := scene(t, l, "partboth", vip)
 	time.Sleep(300 * time.Millisecond)
 
 	if err := l.Partition(ctx, owner, others, lab.Both); err != nil {
@@ -414,6 +396,18 @@ func measured(t *testing.T, name string, d time.Duration) {
 }
 
 // nodeMAC is the MAC of node's lab interface.
+// scene serves vip from a pod on every node and returns its settled owner,
+// the other nodes, the one next in line, the owner's and the next one's
+// MACs, and a watch of who answers and a GET client, both running.
+func scene(t *testing.T, l *lab.Lab, ns, vip string) (owner string, others []string, next, mac, nextMAC string, w *lab.AnswerWatch, g *getter) {
+	t.Helper()
+	app(t, l, ns, "web", vip, false, map[string]string{"a": "node1", "b": "node2", "c": "node3"})
+	owner = settled(t, l, vip)
+	others = slices.DeleteFunc(nodeNames(l), func(n string) bool { return n == owner })
+	next = speaker.Winner(others, netip.MustParseAddr(vip))
+	return owner, others, next, nodeMAC(t, owner), nodeMAC(t, next), watch(t, l, vip), startGETs(t, l, vip)
+}
+
 func nodeMAC(t *testing.T, node string) string {
 	t.Helper()
 	for mac, n := range macToNode {
