@@ -51,6 +51,9 @@ type l2State struct {
 	suspSeen   uint64    // Members.Suspicions seen so far
 	minority   bool      // at the last decision, this node saw no majority alive
 	quietUntil time.Time // after a step-back: take nothing before
+	view       string    // the members view at the last decision (logged when it changes)
+	viewAt     time.Time // when it last changed
+	waitWhy    string    // why mayTake last said no
 }
 
 func newL2State() l2State {
@@ -103,10 +106,20 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 	}
 	careful := !majority(nodes, s.members.Known())
 	if s.l2s.minority && !careful {
+		// Decide again with this node counted as new: the view in hand
+		// still ranks it by its old joined time, and judges the others by
+		// when it saw them come back (it once took every address so).
+		s.l2s.minority = false
 		s.members.Rejoin("most speakers are alive again in this node's view")
+		return 0
 	}
 	s.l2s.minority = careful
+	if v := membersView(nodes); v != s.l2s.view {
+		s.l2s.view, s.l2s.viewAt = v, now
+		s.log.Info("members changed in this node's view", zap.String("members", v), zap.Bool("majority", !careful))
+	}
 	next := 10 * time.Second
+	waiting := 0
 
 	s.mu.Lock()
 	owned := map[netip.Addr]ownership{}
@@ -127,6 +140,7 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 				continue
 			}
 			if wait, ok := s.mayTake(ctx, addr, ifaces, careful, now); !ok {
+				waiting++
 				if wait > 0 {
 					next = min(next, wait)
 				}
@@ -172,7 +186,16 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 	s.mu.Unlock()
 
 	s.l2.SetQuiet(quiet)
+	setAt := time.Now()
 	s.l2.Set(desired)
+	if d := time.Since(setAt); d > slowDecision {
+		s.log.Warn("slow to answer for the addresses decided", zap.Duration("took", d), zap.Int("addresses", len(desired)))
+	}
+	if waiting > 0 && now.Sub(s.l2s.viewAt) < 5*time.Second {
+		// Right after a change of members, say why elected addresses
+		// wait: it is where a slow failover shows.
+		s.log.Info("elected for addresses not taken yet", zap.Int("addresses", waiting), zap.String("why", s.l2s.waitWhy))
+	}
 	s.reportTaken(takenAddrs, taken, nodes)
 	s.metrics.members.Set(float64(s.members.NumMembers()))
 	return next
@@ -182,6 +205,7 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 // not when to look again (0: not before something changes).
 func (s *Speaker) mayTake(ctx context.Context, addr netip.Addr, ifaces []string, careful bool, now time.Time) (time.Duration, bool) {
 	if now.Before(s.l2s.quietUntil) {
+		s.l2s.waitWhy = "quiet after stepping back"
 		return s.l2s.quietUntil.Sub(now), false
 	}
 	p := s.l2s.probes[addr]
@@ -192,12 +216,14 @@ func (s *Speaker) mayTake(ctx context.Context, addr netip.Addr, ifaces []string,
 			s.l2s.probes[addr] = probeState{running: true}
 			go s.probe(ctx, addr, ifaces)
 		}
+		s.l2s.waitWhy = "a foreign device holds it"
 		return reprobeAfter, false
 	}
 	young := now.Sub(s.l2s.firstSeen[addr]) < youngFor
 	if !careful && !young {
 		return 0, true
 	}
+	s.l2s.waitWhy = "probing first (young address or no majority)"
 	switch {
 	case p.running:
 		return 50 * time.Millisecond, false

@@ -115,3 +115,41 @@ func TestJoinedAndSettledAgree(t *testing.T) {
 		t.Errorf("a and b judged b's hold-down differently in %d samples", disagree)
 	}
 }
+
+// TestJoinedStaysWhenAPeerGoes: a speaker that found all its peers stays
+// joined when one of them goes. It used to count itself joined only while
+// every peer was a member, until its first join attempt to a missing one
+// had completed: the first failover of each speaker's life waited for a
+// join to the dead node (up to a 1 s TCP timeout plus the 1 s tick).
+func TestJoinedStaysWhenAPeerGoes(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	port := freePort(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
+	a := member(t, ctx, "a", "127.0.0.1", port, nil)
+	cctx, stopC := context.WithCancel(ctx)
+	defer stopC()
+	b := member(t, ctx, "b", "127.0.0.2", port, []string{"127.0.0.1"})
+	c := member(t, cctx, "c", "127.0.0.3", port, []string{"127.0.0.1"})
+	for deadline := time.Now().Add(5 * time.Second); a.NumMembers() < 3 || b.NumMembers() < 3 || c.NumMembers() < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the three never saw each other")
+		}
+	}
+	// a learns its peers once they are all members already (the others
+	// joined it): it never had to join anyone itself.
+	a.SetPeers([]string{"127.0.0.2", "127.0.0.3"})
+	for deadline := time.Now().Add(2 * time.Second); !a.Joined(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a never counted itself joined")
+		}
+	}
+	stopC()
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if !a.Joined() {
+			t.Fatalf("a stopped counting itself joined when c went (%d members)", a.NumMembers())
+		}
+	}
+	if a.NumMembers() != 2 {
+		t.Errorf("a sees %d members after c left, want 2", a.NumMembers())
+	}
+}

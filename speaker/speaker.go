@@ -187,6 +187,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 		return errors.New("caches did not sync")
 	}
 	s.secrets.Start(ctx, s.poke)
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	s.loadFamilies(lctx)
+	cancel()
 	s.openSessions(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return errors.New("caches did not sync")
@@ -224,21 +227,41 @@ func (s *Speaker) Run(ctx context.Context) error {
 // reconcile makes one decision and applies it; it returns when to look
 // again at the latest (a hand-back ending, a hold-down passing).
 func (s *Speaker) reconcile(ctx context.Context) time.Duration {
+	start := time.Now()
+	var took [4]time.Duration // kube-proxy gate, BGP, L2, publish
+	lap := func(i int, since time.Time) time.Time {
+		now := time.Now()
+		took[i] = now.Sub(since)
+		return now
+	}
 	cfg := s.loadConfig()
 	next := time.Second // nothing is announced before a first valid config
 	var nodes []NodeInfo
 	if cfg.Config != nil {
 		svcs, held, wait := s.gate.filter(ctx, s.serviceInfos(), s.log)
+		t := lap(0, start)
 		nodes = s.nodeInfos()
 		s.reconcileBGP(ctx, cfg, svcs, nodes)
+		t = lap(1, t)
 		next = s.reconcileL2(ctx, cfg, svcs, held, nodes)
+		lap(2, t)
 		if wait > 0 {
 			next = min(next, wait)
 		}
 	}
+	t := time.Now()
 	s.publish(cfg, nodes)
+	lap(3, t)
+	if d := time.Since(start); d > slowDecision {
+		// A decision that takes this long delays a failover as much.
+		s.log.Warn("slow decision", zap.Duration("took", d), zap.Duration("kubeProxyGate", took[0]),
+			zap.Duration("bgp", took[1]), zap.Duration("l2", took[2]), zap.Duration("publish", took[3]))
+	}
 	return next
 }
+
+// slowDecision: a decision taking longer is logged with where its time went.
+const slowDecision = 200 * time.Millisecond
 
 // loadConfig returns the configuration in force, read the one way the
 // controller reads it too (config.Loader): a missing, empty or invalid
@@ -380,20 +403,23 @@ func (s *Speaker) nodeInfos() []NodeInfo {
 }
 
 // membersView says how this node sees the others, for the log of an
-// ownership change: each live node, "*" after the settled ones.
+// ownership change: each live node by name, "*" after the settled ones,
+// "!" after those whose data path is down.
 func membersView(nodes []NodeInfo) string {
-	var b strings.Builder
+	var names []string
 	for _, n := range nodes {
 		if !n.Alive {
 			continue
 		}
-		if b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(n.Name)
+		name := n.Name
 		if n.Settled {
-			b.WriteByte('*')
+			name += "*"
 		}
+		if n.DataPathDown {
+			name += "!"
+		}
+		names = append(names, name)
 	}
-	return b.String()
+	slices.Sort(names)
+	return strings.Join(names, " ")
 }
