@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/osrg/gobgp/v4/api"
@@ -33,6 +34,47 @@ const (
 var families = []*api.Family{
 	{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST},
 	{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},
+}
+
+// offered returns GoBGP's families for fs (nil: both).
+func offered(fs []Family) []*api.Family {
+	if len(fs) == 0 {
+		return families
+	}
+	var out []*api.Family
+	if slices.Contains(fs, IPv4Unicast) {
+		out = append(out, families[familyIPv4Unicast])
+	}
+	if slices.Contains(fs, IPv6Unicast) {
+		out = append(out, families[familyIPv6Unicast])
+	}
+	return out
+}
+
+// routerFamilies reads the unicast families a router's OPEN offers: its
+// multiprotocol capabilities, or IPv4 unicast alone when it has none
+// (RFC 4760 8). Sorted.
+func routerFamilies(caps []bgp.ParameterCapabilityInterface) []Family {
+	var out []Family
+	mp := false
+	for _, c := range caps {
+		m, ok := c.(*bgp.CapMultiProtocol)
+		if !ok {
+			continue
+		}
+		mp = true
+		switch m.CapValue {
+		case bgp.RF_IPv4_UC:
+			out = append(out, IPv4Unicast)
+		case bgp.RF_IPv6_UC:
+			out = append(out, IPv6Unicast)
+		}
+	}
+	if !mp {
+		return []Family{IPv4Unicast}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func seconds(d time.Duration, min uint64) uint64 {
@@ -73,7 +115,7 @@ func apiPeer(p Peer, restarting, bfd bool) *api.Peer {
 	if p.EBGPMultihop {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}
 	}
-	for _, f := range families {
+	for _, f := range offered(p.Families) {
 		ap.AfiSafis = append(ap.AfiSafis, &api.AfiSafi{
 			Config:            &api.AfiSafiConfig{Family: f, Enabled: true},
 			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: p.GracefulRestart}},

@@ -291,3 +291,58 @@ func TestManyPrefixes(t *testing.T) {
 	})
 	t.Logf("10k withdrawals at FRR after %v", time.Since(t1))
 }
+
+// TestPlannedStopTakesBFDAdminDown: a speaker with graceful restart and BFD
+// that stops tells the router's BFD that the session is administratively
+// down (RFC 5880 6.8.16) rather than falling silent; FRR, set to honour a
+// control-plane-dependent BFD's failure as a restart
+// (check-control-plane-failure), keeps the route as stale.
+func TestPlannedStopTakesBFDAdminDown(t *testing.T) {
+	needFRR(t)
+	routerNeighbor(t, hostA, 64513, "bfd", "bfd check-control-plane-failure")
+	a := peer("a", frrA, hostA, 64513)
+	a.GracefulRestart = true
+	a.BFD = &bgp.BFD{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond, DetectMultiplier: 3}
+	s := start(t, bgp.Options{})
+	set(t, s, desired([]bgp.Peer{a}, all, map[netip.Prefix][]string{v4a: {"all"}}))
+	established(t, hostA)
+	pathFrom(t, v4a, hostA)
+	waitFor(t, 10*time.Second, "BFD up on FRR", func() error {
+		p, err := frrBFDPeer(hostA)
+		if err == nil && p.Status != "up" {
+			err = fmt.Errorf("%+v", p)
+		}
+		return err
+	})
+	s.stop()
+	waitFor(t, 2*time.Second, "FRR's BFD told AdminDown", func() error {
+		p, err := frrBFDPeer(hostA)
+		if err == nil && (p.Status != "down" || p.RemoteDiagnostic != "administratively down") {
+			err = fmt.Errorf("%+v", p)
+		}
+		return err
+	})
+	if p := pathFrom(t, v4a, hostA); !p.Stale {
+		t.Errorf("%s after a graceful stop with BFD: %+v, want kept as stale", v4a, p)
+	}
+}
+
+type frrBFD struct {
+	Peer             string `json:"peer"`
+	Status           string `json:"status"`
+	Diagnostic       string `json:"diagnostic"`
+	RemoteDiagnostic string `json:"remote-diagnostic"`
+}
+
+func frrBFDPeer(ours netip.Addr) (frrBFD, error) {
+	var all []frrBFD
+	if err := vtyshJSON("show bfd peers json", &all); err != nil {
+		return frrBFD{}, err
+	}
+	for _, p := range all {
+		if p.Peer == ours.String() {
+			return p, nil
+		}
+	}
+	return frrBFD{}, fmt.Errorf("no BFD peer %s in %+v", ours, all)
+}

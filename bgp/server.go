@@ -146,9 +146,20 @@ func (s *Server) stopInstance(gr bool) {
 	s.sec.quietStop = true
 	s.sec.mu.Unlock()
 	if s.running {
+		// BFD goes AdminDown (bfdstop.go) while the sessions close.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*bfdAdminDownFor)
+		closing := learnDiscriminators(ctx, s.upBFDSessions(ctx), bfdAdminDownFor, s.log)
+		s.silenceBFD(ctx, closing)
+		sent := make(chan struct{})
+		go func() {
+			defer close(sent)
+			sendAdminDown(ctx, closing, s.log)
+		}()
 		if err := s.bs.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: gr}); err != nil {
 			s.log.Error("stop BGP", zap.Error(err))
 		}
+		<-sent
+		cancel()
 	}
 	// Stop ends the BFD server (and frees its port); its own StopBgp finds
 	// BGP stopped already, which the log adapter keeps quiet.

@@ -71,6 +71,9 @@ func (s *Server) onPeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, t time.Tim
 	wasUp := st.Established
 	st.State, st.Since = state, t
 	st.Established = state == "established"
+	if st.Established {
+		st.RouterFamilies = routerFamilies(ev.Peer.State.RemoteCap)
+	}
 	reason := disconnectReason(ev.Peer.State)
 	if wasUp && !st.Established {
 		st.resets++

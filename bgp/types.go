@@ -44,7 +44,23 @@ type Peer struct {
 	Password        string
 	BFD             *BFD // nil: no BFD
 	GracefulRestart bool // RFC 4724: the peer keeps our routes across a restart
+	// Families are offered in the OPEN (RFC 4760); nil offers both. The
+	// session then carries those the router offers too, and nothing of
+	// another family is ever sent. A restarting speaker with graceful
+	// restart sends End-of-RIB for every family it offers (GoBGP's
+	// restart path takes them from the configuration), so a peer's families
+	// should be those its router offered last time (PeerStatus.RouterFamilies).
+	Families []Family
 }
+
+// Family is a unicast address family (AFI/SAFI, RFC 4760).
+type Family string
+
+// The families Herald carries.
+const (
+	IPv4Unicast Family = "ipv4-unicast"
+	IPv6Unicast Family = "ipv6-unicast"
+)
 
 // BFD holds one session's BFD timers (RFC 5880).
 type BFD struct {
@@ -74,4 +90,8 @@ type PeerStatus struct {
 	BFD         string // "" without BFD; else down, init, up, admindown
 	LastError   string // why the session last went down, if known
 	Established bool
+	// RouterFamilies are the unicast families the router offered in its
+	// last OPEN, sorted; nil until a session first came up. They stay
+	// while the session is down.
+	RouterFamilies []Family
 }

@@ -17,6 +17,7 @@ func FuzzParse(f *testing.F) {
 		[]byte(metalLBDoc),
 		pools(pool("a", "10.0.0.0/24", "10.0.0.100-10.0.1.20"), pool("b", "2001:db8::/120", "2001:db8::1:0-2001:db8::1:ff")),
 		peers(with(peer("p", "192.0.2.1"), "holdTime", "9s", "keepaliveTime", "3s"), peer("q", "2001:db8::1")),
+		peers(with(peer("b", "192.0.2.1"), "nodeSelector", selector("matchLabels", obj{"rack": "b"})), peer("a", "192.0.2.1")),
 		doc("pools", list(pool("a", "10.0.0.0/24")), "bgpAdvertisements", list(with(bgpAdv("x"), "aggregationLength", 24))),
 		[]byte("x: &p {name: a}\npools:\n- <<: *p\n  addresses: [10.0.0.1]\n"),
 	} {
@@ -201,6 +202,7 @@ func checkConfig(t *testing.T, cfg *config.Config) {
 			t.Errorf("peer %q: bfdProfile %q not defined", p.Name, p.BFDProfile)
 		}
 	}
+	checkSharedPeers(t, cfg.BGPPeers)
 	for _, b := range cfg.BFDProfiles {
 		if b.ReceiveInterval < 1e7 || b.TransmitInterval < 1e7 || b.DetectMultiplier < 2 || b.DetectMultiplier > 255 {
 			t.Errorf("bfdProfile %+v out of bounds", b)
@@ -229,6 +231,37 @@ func checkConfig(t *testing.T, cfg *config.Config) {
 					t.Errorf("bgpAdvertisement %q: /%d aggregates of pool %q go beyond %v", a.Name, l, p.Name, r)
 				}
 			}
+		}
+	}
+}
+
+// checkSharedPeers checks the peers at each address and port: ranked 0 to
+// n-1 and no two with the same selector.
+func checkSharedPeers(t *testing.T, peers []config.BGPPeer) {
+	t.Helper()
+	type endpoint struct {
+		addr netip.Addr
+		port uint16
+	}
+	at := map[endpoint][]config.BGPPeer{}
+	for _, p := range peers {
+		e := endpoint{p.Address, p.Port}
+		at[e] = append(at[e], p)
+	}
+	for e, ps := range at {
+		ranks, selectors := map[int]bool{}, map[string]bool{}
+		for _, p := range ps {
+			if p.Rank < 0 || p.Rank >= len(ps) || ranks[p.Rank] {
+				t.Errorf("peer %q at %v port %d: rank %d of %d peers, or a rank twice", p.Name, e.addr, e.port, p.Rank, len(ps))
+			}
+			ranks[p.Rank] = true
+			if p.NodeSelector == nil {
+				continue
+			}
+			if s := p.NodeSelector.String(); selectors[s] {
+				t.Errorf("peer %q at %v port %d: another peer there selects %q", p.Name, e.addr, e.port, s)
+			}
+			selectors[p.NodeSelector.String()] = true
 		}
 	}
 }

@@ -87,6 +87,10 @@ type BGPPeer struct {
 	BFDProfile      string // "" for none
 	GracefulRestart bool
 	NodeSelector    labels.Selector
+	// Rank is the peer's place, in document order, among the peers that
+	// share its address and port (0: the first, or the only one). A node
+	// selected by several of them peers with the lowest ranked (PeersFor).
+	Rank int
 }
 
 // SecretRef points at one key of a Secret in Herald's namespace.

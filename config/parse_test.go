@@ -332,6 +332,15 @@ func TestParseAccepts(t *testing.T) {
 			want: uint16(1179),
 		},
 		{
+			name: "peers at one address, one per rack, ranked in document order",
+			doc: peers(with(peer("rack-b", "192.0.2.1"), "nodeSelector", selector("matchLabels", obj{"rack": "b"})),
+				with(peer("rack-a", "192.0.2.1"), "nodeSelector", selector("matchLabels", obj{"rack": "a"})), peer("all", "192.0.2.1")),
+			get: func(c *config.Config) any {
+				return map[string]int{c.BGPPeers[0].Name: c.BGPPeers[0].Rank, c.BGPPeers[1].Name: c.BGPPeers[1].Rank, c.BGPPeers[2].Name: c.BGPPeers[2].Rank}
+			},
+			want: map[string]int{"rack-b": 0, "rack-a": 1, "all": 2},
+		},
+		{
 			name: "sections may share names",
 			doc:  doc("pools", list(pool("x", "10.0.0.1")), "l2Advertisements", list(obj{"name": "x"}), "bgpAdvertisements", list(bgpAdv("x"))),
 			get:  func(c *config.Config) any { return c.L2Advertisements[0].Name + c.BGPAdvertisements[0].Name },

@@ -23,17 +23,13 @@ type peerSet struct {
 	anyIBGP bool
 }
 
-// peers checks the BGP peers. Two peers may not share an address and
-// port: the speaker could not tell their sessions apart. No pool may hold
-// a peer's address, source address or router ID: Herald would hand it to
-// a Service.
+// peers checks the BGP peers. Peers may share an address and port only
+// when their nodeSelectors can select different nodes (see share). No pool
+// may hold a peer's address, source address or router ID: Herald would
+// hand it to a Service.
 func (v *validator) peers(raw []rawPeer, bfdProfiles names, pools poolSet, cfg *Config) peerSet {
 	set := peerSet{names: names{}, ibgp: map[string]bool{}}
-	type endpoint struct {
-		addr netip.Addr
-		port uint16
-	}
-	endpoints := map[endpoint]string{}
+	endpoints := endpointUse{count: map[endpoint]int{}, first: map[endpointNodes]string{}}
 	var holders *entryIndex // built for the first peer that has an address
 	outsidePools := func(at string, a netip.Addr) {
 		if !a.IsValid() || len(pools.entries) == 0 {
@@ -102,16 +98,57 @@ func (v *validator) peers(raw []rawPeer, bfdProfiles names, pools poolSet, cfg *
 			p.BFDProfile = rp.BFDProfile
 		}
 		if p.Address.IsValid() && portOK {
-			e := endpoint{p.Address, p.Port}
-			if first, dup := endpoints[e]; dup {
-				v.probs.addf(at.field("address"), "%s port %d is already the peer of %s", p.Address, p.Port, first)
-			} else {
-				endpoints[e] = at.path
-			}
+			v.share(at, &p, endpoints)
 		}
 		cfg.BGPPeers = append(cfg.BGPPeers, p)
 	}
 	return set
+}
+
+// endpoint is the address and port of a peer.
+type endpoint struct {
+	addr netip.Addr
+	port uint16
+}
+
+// endpointUse is what share keeps of the peers before: how many at each
+// endpoint, and the first at each endpoint with each node selector.
+type endpointUse struct {
+	count map[endpoint]int
+	first map[endpointNodes]string // its place
+}
+
+type endpointNodes struct {
+	endpoint
+	nodes string // the selector's String()
+}
+
+// share ranks peer p, at place at, among the peers before it at its
+// address and port. Several peers at one address are one per rack, at an
+// anycast gateway that each rack reaches with its own AS numbers; a node
+// that two of them select peers with the first (PeersFor). Only an overlap
+// certain from the document alone is refused: two peers that both select
+// every node, or have the same selector. Whether other selectors overlap
+// depends on the nodes' labels; the speakers report it when they do.
+func (v *validator) share(at place, p *BGPPeer, use endpointUse) {
+	e := endpoint{p.Address, p.Port}
+	p.Rank = use.count[e]
+	use.count[e]++
+	if p.NodeSelector == nil {
+		return // not valid, and reported
+	}
+	k := endpointNodes{e, p.NodeSelector.String()}
+	first, dup := use.first[k]
+	if !dup {
+		use.first[k] = at.path
+		return
+	}
+	nodes := "every node"
+	if k.nodes != "" {
+		nodes = "nodeSelector " + quote(k.nodes)
+	}
+	v.probs.addf(at.field("address"), "%s port %d is already the peer of %s for the same nodes (%s); peers may share an address and port only when their nodeSelectors select different nodes, as one peer per rack",
+		p.Address, p.Port, first, nodes)
 }
 
 // routerID reads a BGP identifier: RFC 4271 makes it a non-zero 32-bit

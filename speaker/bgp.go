@@ -29,15 +29,20 @@ type BGP interface {
 const (
 	ReasonBGPAdvertised = "BGPAdvertised"
 	ReasonBGPWithdrawn  = "BGPWithdrawn"
+	// ReasonPeerConflict, a Warning on Herald's ConfigMap: several BGP peers
+	// at one address and port select this node.
+	ReasonPeerConflict = "PeerConflict"
 )
 
 // bgpState is what the BGP half remembers between decisions.
 type bgpState struct {
 	advertised map[string][]netip.Prefix // per Service, what this node sends; nil before the first decision
 	passwords  map[config.SecretRef]string
-	problems   string            // the last Set's or passwords' errors, logged on change
-	routes     []state.Route     // what the last decision advertises, as published
-	asns       map[string]uint32 // each peer's ASN
+	problems   string                  // the last Set's or passwords' errors, logged on change
+	routes     []state.Route           // what the last decision advertises, as published
+	asns       map[string]uint32       // each peer's ASN
+	conflicts  map[string]bool         // the peer conflicts reported, by message
+	families   map[string][]bgp.Family // what each router offered, see families.go
 }
 
 // reconcileBGP decides what this node says over BGP and hands it to the
@@ -53,6 +58,7 @@ func (s *Speaker) reconcileBGP(ctx context.Context, cfg config.State, svcs []Ser
 	// A node whose data path came back advertises again after the
 	// hold-down, as a returning node answers in layer 2.
 	self.DataPathDown = self.DataPathDown || !s.members.DataPathSettled()
+	s.widenFamilies(s.bgp.Sessions())
 	d := DecideBGPKept(cfg.Config, cfg.Accepted, svcs, self)
 	desired, problems := s.desiredBGP(cfg, d, node)
 	if err := s.bgp.Set(ctx, desired); err != nil {
@@ -70,6 +76,7 @@ func (s *Speaker) reconcileBGP(ctx context.Context, cfg config.State, svcs []Ser
 		}
 	}
 	s.bgpEvents(d)
+	s.peerConflictEvents(d.PeerConflicts)
 }
 
 // openSessions dials, before the Service caches have filled, the peers
@@ -205,6 +212,7 @@ func (s *Speaker) bgpPeer(cfg *config.Config, p config.BGPPeer) (peer bgp.Peer, 
 		Name: p.Name, Address: p.Address, Port: p.Port, ASN: p.ASN, MyASN: p.MyASN, SourceAddress: p.SourceAddress,
 		HoldTime: p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectTime: p.ConnectTime,
 		EBGPMultihop: p.EBGPMultihop, GracefulRestart: p.GracefulRestart,
+		Families: s.bgpState.families[familiesKey(p.Name, p.Address.String())],
 	}
 	if i := slices.IndexFunc(cfg.BFDProfiles, func(b config.BFDProfile) bool { return b.Name == p.BFDProfile }); i >= 0 {
 		b := cfg.BFDProfiles[i]
@@ -269,6 +277,37 @@ func (s *Speaker) bgpEvents(d BGPDecision) {
 		}
 	}
 	s.bgpState.advertised = advertised
+}
+
+// peerConflictEvents reports each place where several BGP peers at one
+// address select this node, once for as long as it lasts: a Warning Event
+// on Herald's ConfigMap, where the mistake is (only this speaker knows its
+// node's labels), and a log line. The rest of the configuration applies.
+func (s *Speaker) peerConflictEvents(conflicts []config.PeerConflict) {
+	reported := make(map[string]bool, len(conflicts))
+	for _, c := range conflicts {
+		msg := peerConflictMessage(s.opts.Node, c)
+		reported[msg] = true
+		if s.bgpState.conflicts[msg] {
+			continue
+		}
+		s.log.Warn("BGP peers at one address select this node; it peers with the first in the document",
+			zap.String("node", s.opts.Node), zap.String("peer", c.Kept), zap.Strings("notPeered", c.Dropped),
+			zap.Stringer("address", netip.AddrPortFrom(c.Address, c.Port)))
+		if cm, err := s.configMaps.ConfigMaps(s.opts.Namespace).Get(s.opts.ConfigName); err == nil {
+			s.recorder.Event(cm, corev1.EventTypeWarning, ReasonPeerConflict, msg)
+		}
+	}
+	s.bgpState.conflicts = reported
+}
+
+// peerConflictMessage names node, the peers that select it at one address
+// and the one it peers with.
+func peerConflictMessage(node string, c config.PeerConflict) string {
+	names := append([]string{c.Kept}, c.Dropped...)
+	last := len(names) - 1
+	return fmt.Sprintf("node %s is selected by peers %s and %s at %s; it peers with %s (first in the document)",
+		node, strings.Join(names[:last], ", "), names[last], netip.AddrPortFrom(c.Address, c.Port), c.Kept)
 }
 
 func joinPrefixes(ps []netip.Prefix) string {

@@ -11,8 +11,13 @@ import (
 // BGPDecision is what one node says over BGP.
 type BGPDecision struct {
 	// Peers are the sessions the node holds: the peers whose nodeSelector
-	// selects it (whatever it advertises, so a route can come back at once).
+	// selects it (whatever it advertises, so a route can come back at once),
+	// but at one address and port only the first in the document
+	// (config.Config.PeersFor).
 	Peers []config.BGPPeer
+	// PeerConflicts are the addresses and ports at which more than one peer
+	// selects the node, for the caller to report.
+	PeerConflicts []config.PeerConflict
 	// Routes maps each prefix the node advertises to the names of the BGP
 	// advertisements carrying it, sorted.
 	Routes map[netip.Prefix][]string
@@ -33,15 +38,15 @@ type BGPService struct {
 // its Services can deliver from there — a Cluster Service with a ready
 // endpoint anywhere, a Local one with a ready endpoint on the node. An
 // advertisement naming peers of which this node holds none sends nothing.
+// At an address and port where several peers select the node, it holds a
+// session with the first of them in the document only (PeerConflicts).
 // Pure: same inputs, same answer.
 func DecideBGP(cfg *config.Config, svcs []ServiceInfo, self NodeInfo) BGPDecision {
 	d := BGPDecision{Routes: map[netip.Prefix][]string{}, Services: map[string]BGPService{}}
-	names := map[string]bool{}
-	for _, p := range cfg.BGPPeers {
-		if selects(p.NodeSelector, self.Labels) {
-			d.Peers = append(d.Peers, p)
-			names[p.Name] = true
-		}
+	d.Peers, d.PeerConflicts = cfg.PeersFor(self.Labels)
+	names := make(map[string]bool, len(d.Peers))
+	for _, p := range d.Peers {
+		names[p.Name] = true
 	}
 	for _, s := range svcs {
 		var bs BGPService

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/heraldlb/herald/config"
 	"github.com/heraldlb/herald/speaker"
 )
 
@@ -22,6 +23,8 @@ pools:
 bgpPeers:
 - {name: tor-a, address: 198.51.100.1, asn: 64500, myASN: 64501}
 - {name: tor-b, address: 198.51.100.2, asn: 64500, myASN: 64501, nodeSelector: {matchLabels: {rack: b}}}
+- {name: rack-2, address: 198.51.100.3, asn: 64502, myASN: 64501, nodeSelector: {matchLabels: {rack2: "true"}}}
+- {name: rack-1, address: 198.51.100.3, asn: 64503, myASN: 64501, nodeSelector: {matchLabels: {rack1: "true"}}}
 bgpAdvertisements:
 - name: all
   pools: [web]
@@ -51,13 +54,21 @@ func TestDecideBGP(t *testing.T) {
 	}
 	webRoutes := map[netip.Prefix][]string{pfx("203.0.113.201/32"): {"all"}, pfx("203.0.113.0/24"): {"agg"}}
 	webPrefixes := []netip.Prefix{pfx("203.0.113.0/24"), pfx("203.0.113.201/32")}
+	inRacks := func(racks ...string) func(*speaker.NodeInfo) {
+		return func(n *speaker.NodeInfo) {
+			for _, r := range racks {
+				n.Labels[r] = "true"
+			}
+		}
+	}
 	for _, tc := range []struct {
-		name       string
-		svcs       []speaker.ServiceInfo
-		self       speaker.NodeInfo
-		wantPeers  []string
-		wantRoutes map[netip.Prefix][]string
-		want       map[string]speaker.BGPService
+		name          string
+		svcs          []speaker.ServiceInfo
+		self          speaker.NodeInfo
+		wantPeers     []string
+		wantConflicts []config.PeerConflict
+		wantRoutes    map[netip.Prefix][]string
+		want          map[string]speaker.BGPService
 	}{
 		{name: "cluster: every node, every advertisement of the pool", svcs: []speaker.ServiceInfo{svc(web, false, "node2")}, self: node("node1"),
 			wantPeers: []string{"tor-a"}, wantRoutes: webRoutes,
@@ -100,6 +111,16 @@ func TestDecideBGP(t *testing.T) {
 			},
 			wantRoutes: webRoutes,
 			want:       map[string]speaker.BGPService{"shop/dns-tcp": {Prefixes: webPrefixes}, "shop/dns-udp": {Why: "no ready endpoint"}}},
+		{name: "per-rack peers at one address: a node of rack 1 peers with its own", svcs: []speaker.ServiceInfo{svc(web, false, "node1")},
+			self: node("node1", inRacks("rack1")), wantPeers: []string{"rack-1", "tor-a"}, wantRoutes: webRoutes,
+			want: map[string]speaker.BGPService{"shop/web": {Prefixes: webPrefixes}}},
+		{name: "per-rack peers at one address: a node of rack 2 peers with its own", svcs: []speaker.ServiceInfo{svc(web, false, "node1")},
+			self: node("node2", inRacks("rack2")), wantPeers: []string{"rack-2", "tor-a"}, wantRoutes: webRoutes,
+			want: map[string]speaker.BGPService{"shop/web": {Prefixes: webPrefixes}}},
+		{name: "per-rack peers at one address: a node of both peers with the first in the document", svcs: []speaker.ServiceInfo{svc(web, false, "node1")},
+			self: node("node3", inRacks("rack1", "rack2")), wantPeers: []string{"rack-2", "tor-a"}, wantRoutes: webRoutes,
+			wantConflicts: []config.PeerConflict{{Address: netip.MustParseAddr("198.51.100.3"), Port: 179, Kept: "rack-2", Dropped: []string{"rack-1"}}},
+			want:          map[string]speaker.BGPService{"shop/web": {Prefixes: webPrefixes}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := speaker.DecideBGP(cfg, tc.svcs, tc.self)
@@ -109,6 +130,9 @@ func TestDecideBGP(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.wantPeers, peers); diff != "" {
 				t.Errorf("peers (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantConflicts, got.PeerConflicts, netipEqual); diff != "" {
+				t.Errorf("peer conflicts (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tc.wantRoutes, got.Routes, cmpopts.EquateEmpty(), netipEqual); diff != "" {
 				t.Errorf("routes (-want +got):\n%s", diff)

@@ -83,7 +83,11 @@ func DecideBGPKept(cur, accepted *config.Config, svcs []ServiceInfo, self NodeIn
 		d.Services[key] = bs
 	}
 	for _, p := range h.Peers {
-		if !slices.ContainsFunc(d.Peers, func(q config.BGPPeer) bool { return q.Name == p.Name }) {
+		// A held peer at an address a current one holds is the same
+		// router (renamed, or another rack's entry): one session to it.
+		if !slices.ContainsFunc(d.Peers, func(q config.BGPPeer) bool {
+			return q.Name == p.Name || (q.Address == p.Address && q.Port == p.Port)
+		}) {
 			d.Peers = append(d.Peers, p)
 		}
 	}

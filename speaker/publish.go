@@ -38,7 +38,7 @@ func (s *Speaker) publish(cfg config.State, nodes []NodeInfo) {
 	}
 	s.mu.Unlock()
 	if s.bgp != nil {
-		st.Sessions = sessions(s.bgp.Sessions(), s.bgpState.asns)
+		st.Sessions = sessions(s.bgp.Sessions(), s.bgpState.asns, s.publishedFamilies)
 	}
 	node, _ := s.nodes.Get(s.opts.Node)
 	s.report.publish(st, node)
@@ -47,10 +47,10 @@ func (s *Speaker) publish(cfg config.State, nodes []NodeInfo) {
 // sessions are the BGP server's sessions as published: Established or
 // Connecting, so that a peer that is away does not cause a write at each
 // attempt to reach it.
-func sessions(peers []bgp.PeerStatus, asns map[string]uint32) []state.Session {
+func sessions(peers []bgp.PeerStatus, asns map[string]uint32, families func(bgp.PeerStatus) []string) []state.Session {
 	out := make([]state.Session, 0, len(peers))
 	for _, p := range peers {
-		ss := state.Session{Peer: p.Name, Address: p.Address.String(), ASN: asns[p.Name], State: state.SessionConnecting, Reason: p.LastError}
+		ss := state.Session{Peer: p.Name, Address: p.Address.String(), ASN: asns[p.Name], State: state.SessionConnecting, Reason: p.LastError, Families: families(p)}
 		if p.Established {
 			ss.State = state.SessionEstablished
 		}

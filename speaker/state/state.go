@@ -132,6 +132,11 @@ type Session struct {
 	// session last went down, if known.
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
+	// Families are the unicast families the router offered in its last
+	// OPEN ("ipv4-unicast", "ipv6-unicast"). A restarted speaker offers
+	// that router just those: its graceful-restart End-of-RIB then names
+	// no family the router did not negotiate.
+	Families []string `json:"families,omitempty"`
 }
 
 // Route is one prefix the node advertises.
