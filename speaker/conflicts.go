@@ -151,6 +151,11 @@ func (s *Speaker) resolveRivals(owners map[netip.Addr]L2Owner, nodes []NodeInfo,
 			continue
 		case !owned || !o.until.IsZero() || r.at.Before(o.since.Add(s.opts.HandBack+handBackSlack)):
 			continue // not ours, or the other is finishing a hand-back to us
+		case owners[addr].Node != s.opts.Node:
+			// This decision hands it to another node: the rival is the
+			// new owner (or its announcement came a moment before this
+			// node's own decision), not a split brain.
+			continue
 		}
 		// Judged again at each decision while fresh: the views change
 		// (the other is declared gone a moment after its first claim).

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"time"
@@ -40,6 +41,9 @@ const (
 	// probeValid: how long a probe that found nobody allows a careful
 	// takeover (a young address, once probed, is taken whenever elected).
 	probeValid = time.Second
+	// probeOwnedMax: after a suspicion, this many owned addresses are
+	// probed (chosen at random), not all.
+	probeOwnedMax = 8
 )
 
 // l2State is what the loop remembers between layer-2 decisions.
@@ -54,6 +58,7 @@ type l2State struct {
 	view       string    // the members view at the last decision (logged when it changes)
 	viewAt     time.Time // when it last changed
 	waitWhy    string    // why mayTake last said no
+	waitLogged bool      // the waiting addresses were logged since the view changed
 }
 
 func newL2State() l2State {
@@ -115,7 +120,7 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 	}
 	s.l2s.minority = careful
 	if v := membersView(nodes); v != s.l2s.view {
-		s.l2s.view, s.l2s.viewAt = v, now
+		s.l2s.view, s.l2s.viewAt, s.l2s.waitLogged = v, now, false
 		s.log.Info("members changed in this node's view", zap.String("members", v), zap.Bool("majority", !careful))
 	}
 	next := 10 * time.Second
@@ -185,15 +190,19 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 	}
 	s.mu.Unlock()
 
+	if d := s.members.UntilSettled(); d > 0 {
+		next = min(next, d+time.Millisecond)
+	}
 	s.l2.SetQuiet(quiet)
 	setAt := time.Now()
 	s.l2.Set(desired)
 	if d := time.Since(setAt); d > slowDecision {
 		s.log.Warn("slow to answer for the addresses decided", zap.Duration("took", d), zap.Int("addresses", len(desired)))
 	}
-	if waiting > 0 && now.Sub(s.l2s.viewAt) < 5*time.Second {
-		// Right after a change of members, say why elected addresses
+	if waiting > 0 && !s.l2s.waitLogged && now.Sub(s.l2s.viewAt) < 5*time.Second {
+		// Once after a change of members, say why elected addresses
 		// wait: it is where a slow failover shows.
+		s.l2s.waitLogged = true
 		s.log.Info("elected for addresses not taken yet", zap.Int("addresses", waiting), zap.String("why", s.l2s.waitWhy))
 	}
 	s.reportTaken(takenAddrs, taken, nodes)
@@ -329,6 +338,16 @@ func (s *Speaker) probeOwned(ctx context.Context) {
 		}
 	}
 	s.mu.Unlock()
+	if len(addrs) > probeOwnedMax {
+		// A node that declared this one dead took all of its addresses:
+		// a few tell as well as all, and probing 1,000 addresses at every
+		// suspicion on a busy node cost more than the suspicion.
+		rand.Shuffle(len(addrs), func(i, j int) {
+			addrs[i], addrs[j] = addrs[j], addrs[i]
+			ifaces[i], ifaces[j] = ifaces[j], ifaces[i]
+		})
+		addrs, ifaces = addrs[:probeOwnedMax], ifaces[:probeOwnedMax]
+	}
 	if len(addrs) > 0 {
 		s.log.Info("the others suspected this node: asking whether another answers for its addresses", zap.Int("addresses", len(addrs)))
 	}

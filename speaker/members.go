@@ -296,6 +296,29 @@ func (m *Members) Alive() map[string]bool {
 	return out
 }
 
+// UntilSettled is how long until the next live member settles (0: none is
+// waiting). The speaker decides again at that instant rather than at its
+// next tick: the new owner and the old one then change their minds within
+// milliseconds of each other, as their clocks agree, and the old one does
+// not take the new owner's first announcements for a split brain.
+func (m *Members) UntilSettled() time.Duration {
+	members := m.members()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	var next time.Duration
+	for _, n := range members {
+		from := m.joinedOfLocked(n.Name)
+		if seen := m.seenSince[n.Name]; n.Name != m.opts.Node && seen.Sub(from) >= m.opts.HoldDown && seen.Sub(m.joined) >= m.opts.HoldDown {
+			from = seen
+		}
+		if d := from.Add(m.opts.HoldDown).Sub(now); d > 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	return next
+}
+
 // joinedOfLocked is when a member says it joined (this node: its own time).
 func (m *Members) joinedOfLocked(name string) time.Time {
 	if name == m.opts.Node {

@@ -10,6 +10,7 @@ type Metrics struct {
 	dataPath         prometheus.Gauge
 	stepBacks        *prometheus.CounterVec
 	conflicts        *prometheus.CounterVec
+	decisions        prometheus.Histogram
 }
 
 // NewMetrics creates the speaker's metrics and registers them with reg.
@@ -33,8 +34,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_speaker_address_conflicts_total", Help: "Another MAC seen answering for an address this node owns or probes, by kind: foreign (a device that is no speaker), speaker (split brain).",
 		}, []string{"kind"}),
+		decisions: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_speaker_decision_seconds", Help: "Time each decision took (what to announce, then applying it); a failover waits for one.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 	}
 	m.dataPath.Set(1)
-	reg.MustRegister(m.members, m.ownershipChanges, m.configValid, m.dataPath, m.stepBacks, m.conflicts)
+	reg.MustRegister(m.members, m.ownershipChanges, m.configValid, m.dataPath, m.stepBacks, m.conflicts, m.decisions)
 	return m
 }

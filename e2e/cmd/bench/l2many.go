@@ -361,7 +361,13 @@ func benchL2Many(ctx context.Context) error {
 	if len(takenBack) > 0 {
 		fmt.Printf(", the last %d ms after the link came back (hold-down %s)", ms(pct(takenBack, 1)), l2HoldDown)
 	}
-	fmt.Println()
+	stepBacks := 0
+	scanSpeakerLogs(l, nodes, tRestore, tRestore.Add(manyBackCPU), func(msg string, _ map[string]any) {
+		if strings.HasPrefix(msg, "stepping back") {
+			stepBacks++
+		}
+	})
+	fmt.Printf("; speakers that stepped back meanwhile (dropping every address): %d\n", stepBacks)
 	if drops > 0 {
 		fmt.Printf("# l2many: the client's ARP socket dropped %d packets (timings may be late)\n", drops)
 	}

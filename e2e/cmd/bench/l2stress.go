@@ -453,8 +453,24 @@ func (s *stressBench) logCounts(from, to time.Time) (answering, gone, stepBack i
 	for _, a := range s.steady {
 		watched[a.String()] = true
 	}
-	for _, n := range s.b.nodes {
-		f, err := os.Open(s.l.LogPath(lab.SpeakerName(n)))
+	scanSpeakerLogs(s.l, s.b.nodes, from, to, func(msg string, e map[string]any) {
+		switch {
+		case msg == "answering" && watched[fmt.Sprint(e["ip"])]:
+			answering++
+		case msg == "member gone":
+			gone++
+		case strings.HasPrefix(msg, "stepping back"):
+			stepBack++
+		}
+	})
+	return answering, gone, stepBack
+}
+
+// scanSpeakerLogs calls each with every line (its message and fields) the
+// speakers of nodes logged between from and to.
+func scanSpeakerLogs(l *lab.Lab, nodes []string, from, to time.Time, each func(msg string, e map[string]any)) {
+	for _, n := range nodes {
+		f, err := os.Open(l.LogPath(lab.SpeakerName(n)))
 		if err != nil {
 			continue
 		}
@@ -471,18 +487,10 @@ func (s *stressBench) logCounts(from, to time.Time) (answering, gone, stepBack i
 				continue
 			}
 			msg, _ := e["msg"].(string)
-			switch {
-			case msg == "answering" && watched[fmt.Sprint(e["ip"])]:
-				answering++
-			case msg == "member gone":
-				gone++
-			case strings.HasPrefix(msg, "stepping back"):
-				stepBack++
-			}
+			each(msg, e)
 		}
 		f.Close()
 	}
-	return answering, gone, stepBack
 }
 
 // kubeProxy kills the owner's kube-proxy: first as is (its rules stay; in
