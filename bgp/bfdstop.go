@@ -97,23 +97,31 @@ func (s *Server) upBFDSessions(ctx context.Context) []bfdSession {
 
 // sendAdminDown sends each session's AdminDown every transmit interval for
 // a detection time (at most bfdAdminDownFor), so that a router that misses
-// one still hears it before it would time the session out. It returns when
-// all are sent.
-func sendAdminDown(ctx context.Context, sessions []bfdSession, log *zap.Logger) {
-	var wg sync.WaitGroup
+// one still hears it before it would time the session out. first is
+// closed once every session's first AdminDown is out (or could not be
+// sent): the BGP sessions close after it. It returns when all are sent.
+func sendAdminDown(ctx context.Context, sessions []bfdSession, first chan<- struct{}, log *zap.Logger) {
+	var wg, firsts sync.WaitGroup
 	for _, bs := range sessions {
+		firsts.Add(1)
 		wg.Go(func() {
-			if err := bs.sendAdminDown(ctx); err != nil {
+			if err := bs.sendAdminDown(ctx, firsts.Done); err != nil {
 				log.Warn("BFD AdminDown not sent", zap.Stringer("peer", bs.peer), zap.Error(err))
 				return
 			}
 			log.Info("BFD session taken administratively down", zap.Stringer("peer", bs.peer))
 		})
 	}
+	firsts.Wait()
+	close(first)
 	wg.Wait()
 }
 
-func (s bfdSession) sendAdminDown(ctx context.Context) error {
+// sendAdminDown sends s's AdminDowns; sent is called once, after the
+// first (or on failure).
+func (s bfdSession) sendAdminDown(ctx context.Context, sent func()) error {
+	once := sync.OnceFunc(sent)
+	defer once()
 	c, err := dialBFD(ctx, s.local, s.peer)
 	if err != nil {
 		return err
@@ -133,6 +141,7 @@ func (s bfdSession) sendAdminDown(ctx context.Context) error {
 		if _, err := c.Write(pkt); err != nil {
 			return fmt.Errorf("send to %s: %w", s.peer, err)
 		}
+		once()
 	}
 	return nil
 }

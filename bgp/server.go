@@ -150,11 +150,12 @@ func (s *Server) stopInstance(gr bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*bfdAdminDownFor)
 		closing := learnDiscriminators(ctx, s.upBFDSessions(ctx), bfdAdminDownFor, s.log)
 		s.silenceBFD(ctx, closing)
-		sent := make(chan struct{})
+		sent, first := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(sent)
-			sendAdminDown(ctx, closing, s.log)
+			sendAdminDown(ctx, closing, first, s.log)
 		}()
+		<-first // BFD says AdminDown before BGP closes
 		if err := s.bs.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: gr}); err != nil {
 			s.log.Error("stop BGP", zap.Error(err))
 		}

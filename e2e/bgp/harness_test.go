@@ -47,7 +47,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(lab.TestMain(m, lab.Config{Prefix: "hbgpe"}, startHerald, func(l *lab.Lab, skip string) { shared, skipReason = l, skip }))
+	os.Exit(lab.TestMain(m, lab.Config{Prefix: "hbgpe", BIRD: true}, startHerald, func(l *lab.Lab, skip string) { shared, skipReason = l, skip }))
 }
 
 // startHerald installs Herald from the manifests with pools but no peers:

@@ -1,7 +1,8 @@
 // Package lab builds a real Kubernetes test lab on one machine without
 // containers: a bridge, a control plane (etcd, kube-apiserver,
 // kube-controller-manager), nodes running kube-proxy, a client, and an FRR
-// router with an external client behind it, each in its own network namespace.
+// router (and, if asked, a BIRD router) with an external client behind it,
+// each in its own network namespace.
 // The lab plays kubelet for Pods. Herald's end-to-end tests and `make demo` run on it.
 package lab
 
@@ -40,6 +41,9 @@ type Config struct {
 	// ControlPlaneOnly builds just the bridge and the control plane: no
 	// nodes, router or clients (for controller tests).
 	ControlPlaneOnly bool
+	// BIRD adds a second router next to FRR: BIRD 2 in its own namespace on
+	// the bridge (BIRD4, BIRD6) with a client behind it (BIRDExternalNS).
+	BIRD bool
 }
 
 func (c Config) withDefaults() Config {
@@ -78,6 +82,7 @@ type Lab struct {
 	Dir       string    `json:"dir"`
 	ProxyMode string    `json:"proxyMode"`
 	Minimal   bool      `json:"minimal"` // ControlPlaneOnly
+	BIRD      bool      `json:"bird"`    // Config.BIRD
 	BinDir    string    `json:"binDir"`
 	Nodes     []Node    `json:"nodes"`
 	Started   time.Time `json:"started"`
@@ -137,6 +142,12 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if cfg.ProxyMode != "iptables" && cfg.ProxyMode != "nftables" {
 		return nil, fmt.Errorf("proxy mode %q: want iptables or nftables", cfg.ProxyMode)
 	}
+	withBIRD := cfg.BIRD && !cfg.ControlPlaneOnly
+	if withBIRD {
+		if err := birdRequirements(); err != nil {
+			return nil, err
+		}
+	}
 	prefix, err := freePrefix(cfg.Prefix, cfg.StateRoot)
 	if err != nil {
 		return nil, err
@@ -154,6 +165,7 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		ProxyMode: cfg.ProxyMode,
 		BinDir:    cfg.BinDir,
 		Minimal:   cfg.ControlPlaneOnly,
+		BIRD:      withBIRD,
 		Started:   time.Now(),
 		Owner:     Proc{Name: "owner", PID: os.Getpid(), Start: self},
 		Pods:      map[string]Pod{},
@@ -189,6 +201,13 @@ func (l *Lab) up(ctx context.Context) error {
 	}
 	frr := make(chan error, 1)
 	go func() { frr <- l.startRouter(ctx) }()
+	bird := make(chan error, 1)
+	go func() {
+		if l.BIRD {
+			bird <- l.startBIRD(ctx)
+		}
+		close(bird)
+	}()
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
 	}
@@ -203,7 +222,7 @@ func (l *Lab) up(ctx context.Context) error {
 	if err := l.startKubelet(kctx); err != nil {
 		return err
 	}
-	return <-frr
+	return errors.Join(<-frr, <-bird)
 }
 
 // freePrefix returns prefix, or prefix with a letter appended, whichever

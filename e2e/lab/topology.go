@@ -94,8 +94,14 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 			member{ns: l.RouterNS(), port: "router", ipv4: Router4, ipv6: Router6},
 			member{ns: l.ClientNS(), port: "client", ipv4: Client4, ipv6: Client6, routes: defaultRoutes()})
 	}
+	if l.BIRD {
+		members = append(members, l.birdMember())
+	}
 	for _, n := range l.Nodes {
 		m := member{ns: n.NS, port: n.Name, ipv4: n.IPv4, ipv6: n.IPv6, routes: defaultRoutes()}
+		if l.BIRD {
+			m.routes = append(m.routes, birdNodeRoutes()...)
+		}
 		for _, o := range l.Nodes {
 			if o.Name != n.Name {
 				m.routes = append(m.routes, o.Pod4.String()+" via "+o.IPv4.String(), o.Pod6.String()+" via "+o.IPv6.String())
@@ -162,6 +168,11 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		"route add ::/0 via " + RouterExt6.String(),
 	}); err != nil {
 		return err
+	}
+	if l.BIRD {
+		if err := l.buildBIRDNetwork(ctx); err != nil {
+			return err
+		}
 	}
 	forwarding := []string{"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}
 	for _, ns := range append([]string{l.RouterNS()}, l.nodeNSs()...) {

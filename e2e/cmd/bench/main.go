@@ -30,6 +30,7 @@ var measurements = []measurement{
 	{"l2stress", benchL2Stress},
 	{"l2many", benchL2Many},
 	{"bgp", benchBGP},
+	{"bgpbird", benchBGPBIRD},
 	{"install", benchInstall},
 }
 
