@@ -457,7 +457,8 @@ type zapWriter struct {
 }
 
 // recentLines remembers the log lines written in the last minute, so that a
-// line repeated at every probe is written once a minute.
+// line repeated at every probe is written once a minute. Lines that differ
+// only in numbers (ports, timeouts) count as one.
 type recentLines struct {
 	mu   sync.Mutex
 	last map[string]time.Time
@@ -467,6 +468,12 @@ func (r *recentLines) fresh(line string) bool {
 	if r == nil {
 		return true
 	}
+	line = strings.Map(func(c rune) rune {
+		if c >= '0' && c <= '9' {
+			return -1
+		}
+		return c
+	}, line)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()

@@ -28,14 +28,14 @@ import (
 // kube-proxy learnt of it; kube-proxy then syncs again, at most
 // --iptables-min-sync-period (1 s by default) after the start of the one
 // before. So an address first seen at t is announced once kube-proxy
-// reports a sync completed after t and then either another completed sync,
-// or none for proxySyncQuiet (the first included it), or a sync completed
-// later than t + proxySyncQuiet, or no sync at all for proxySyncQuiet after
-// t (kube-proxy, quicker than this speaker, synced it before); and after proxySyncWait at most (then it
-// is announced anyway, and logged: a slow or absent kube-proxy must not
-// keep a Service dark). Addresses known at the
-// speaker's first decision are taken as programmed: a restarting speaker
-// keeps announcing what its node served.
+// reports a sync completed after t and then none for proxySyncQuiet (kube-
+// proxy, which may learn of an address a little after this speaker, had it
+// by then), or a sync completed later than t + proxySyncQuiet, or no sync
+// at all for proxySyncQuiet after t (kube-proxy, quicker than this speaker,
+// synced it before); and after proxySyncWait at most (then it is announced
+// anyway, and logged: a slow or absent kube-proxy must not keep a Service
+// dark). Addresses known at the speaker's first decision are taken as
+// programmed: a restarting speaker keeps announcing what its node served.
 
 const (
 	// proxySyncQuiet is kube-proxy's minimum sync period (1 s by default)
@@ -107,9 +107,10 @@ func (w *waiting) programmed(known bool, last, now time.Time) bool {
 	switch {
 	case last.After(w.since.Add(proxySyncQuiet)):
 		return true
-	case !w.first.IsZero() && last.After(w.first):
-		return true // a later sync began after the first ended, after the address came
-	case w.first.IsZero() && last.After(w.since):
+	case last.After(w.since) && last.After(w.first):
+		// A sync ended after the address came: kube-proxy may not have
+		// learnt of it yet when the sync began (its watch can lag this
+		// speaker's), so wait for quiet after the last one.
 		w.first = last
 		return false
 	}
