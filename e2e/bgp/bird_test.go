@@ -12,10 +12,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/heraldlb/herald/e2e/lab"
 )
 
@@ -79,31 +75,11 @@ func useBIRD(t *testing.T, l *lab.Lab, s birdScenario, wantUp bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx := context.Background()
-		if err := l.ApplyHeraldConfig(ctx, poolsYAML); err != nil {
-			t.Errorf("restore the Herald configuration: %v", err)
-		}
-		if err := l.UnpeerBIRD(ctx); err != nil {
+		if err := l.UnpeerBIRD(context.Background()); err != nil {
 			t.Errorf("restore BIRD: %v", err)
 		}
-		_ = l.Kube().CoreV1().Secrets(lab.HeraldNamespace).Delete(ctx, passwordSecret, metav1.DeleteOptions{})
 	})
-	if s.SpeakerPassword != "" {
-		sec := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: lab.HeraldNamespace, Name: passwordSecret},
-			Data:       map[string][]byte{"password": []byte(s.SpeakerPassword)},
-		}
-		_, err := l.Kube().CoreV1().Secrets(lab.HeraldNamespace).Create(ctx, sec, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			_, err = l.Kube().CoreV1().Secrets(lab.HeraldNamespace).Update(ctx, sec, metav1.UpdateOptions{})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.ApplyHeraldConfig(ctx, s.yaml()); err != nil {
-		t.Fatal(err)
-	}
+	configure(t, l, s.SpeakerPassword, s.yaml())
 	if wantUp {
 		if _, err := l.WaitBIRDEstablished(ctx, l.PeerAddresses(s.Peering), 30*time.Second); err != nil {
 			t.Fatalf("%v (BIRD's log: %s; speaker logs: %s)", err, l.LogPath("bird"), l.LogPath(lab.SpeakerName("node1")))

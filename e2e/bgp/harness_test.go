@@ -135,19 +135,35 @@ func use(t *testing.T, l *lab.Lab, s scenario, wantUp bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if err := l.UnpeerNodes(context.Background()); err != nil {
+			t.Errorf("restore the router: %v", err)
+		}
+	})
+	configure(t, l, s.SpeakerPassword, s.yaml())
+	if wantUp {
+		if _, err := l.WaitEstablished(ctx, l.PeerAddresses(s.Peering), 30*time.Second); err != nil {
+			t.Fatalf("%v (speaker logs: %s)", err, l.LogPath(lab.SpeakerName("node1")))
+		}
+	}
+}
+
+// configure gives Herald the password Secret (when password is set) and
+// the configuration doc, and restores both when the test ends (cleanups
+// run last-in first-out: Herald's side before the router's).
+func configure(t *testing.T, l *lab.Lab, password, doc string) {
+	t.Helper()
+	ctx := t.Context()
+	t.Cleanup(func() {
 		ctx := context.Background()
 		if err := l.ApplyHeraldConfig(ctx, poolsYAML); err != nil {
 			t.Errorf("restore the Herald configuration: %v", err)
 		}
-		if err := l.UnpeerNodes(ctx); err != nil {
-			t.Errorf("restore the router: %v", err)
-		}
 		_ = l.Kube().CoreV1().Secrets(lab.HeraldNamespace).Delete(ctx, passwordSecret, metav1.DeleteOptions{})
 	})
-	if s.SpeakerPassword != "" {
+	if password != "" {
 		sec := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: lab.HeraldNamespace, Name: passwordSecret},
-			Data:       map[string][]byte{"password": []byte(s.SpeakerPassword)},
+			Data:       map[string][]byte{"password": []byte(password)},
 		}
 		_, err := l.Kube().CoreV1().Secrets(lab.HeraldNamespace).Create(ctx, sec, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
@@ -157,13 +173,8 @@ func use(t *testing.T, l *lab.Lab, s scenario, wantUp bool) {
 			t.Fatal(err)
 		}
 	}
-	if err := l.ApplyHeraldConfig(ctx, s.yaml()); err != nil {
+	if err := l.ApplyHeraldConfig(ctx, doc); err != nil {
 		t.Fatal(err)
-	}
-	if wantUp {
-		if _, err := l.WaitEstablished(ctx, l.PeerAddresses(s.Peering), 30*time.Second); err != nil {
-			t.Fatalf("%v (speaker logs: %s)", err, l.LogPath(lab.SpeakerName("node1")))
-		}
 	}
 }
 
