@@ -2,8 +2,9 @@ package speaker
 
 import (
 	"context"
-	"io"
-	"net/http"
+	"errors"
+	"fmt"
+	"net"
 	"time"
 
 	"go.uber.org/zap"
@@ -11,17 +12,22 @@ import (
 
 // A node announces only while its Service data path works: kube-proxy's
 // /healthz on the node answers 200. A dead kube-proxy refuses the
-// connection at once; a stuck one answers 503 (its rules are stale) or not
-// in time. Two failed polls in a row (about 0.2 s) take the node out; the
-// first good answer puts it back, as a rejoining member, so it takes
-// addresses back only after the hold-down.
+// connection at once and a stuck one answers 503 (its rules are stale):
+// two such answers in a row (about 0.2 s) take the node out. No answer in
+// time proves nothing on a busy node, where this speaker or kube-proxy may
+// wait for a CPU (under make bench's load, two timed-out polls in a row
+// moved a node's addresses away and back): only dataPathSilent without
+// any answer does. The first good answer puts the node back, as a
+// rejoining member, so it takes addresses back only after the hold-down.
 const (
 	dataPathPoll     = 100 * time.Millisecond
 	dataPathFailures = 2
+	dataPathSilent   = 2 * time.Second
 )
 
 // watchDataPath polls kube-proxy's health endpoint until ctx ends and
 // tells the members (and through them the other speakers) and the loop.
+// The same answers tell the kube-proxy gate when rules were last synced.
 func (s *Speaker) watchDataPath(ctx context.Context) {
 	p := s.opts.ProxySync
 	if p == nil {
@@ -29,24 +35,21 @@ func (s *Speaker) watchDataPath(ctx context.Context) {
 	}
 	tick := time.NewTicker(dataPathPoll)
 	defer tick.Stop()
-	failed := 0
+	var v dataPathVerdict
 	for {
-		err := p.healthy(ctx)
-		switch {
-		case err == nil:
-			if failed >= dataPathFailures {
-				s.log.Info("data path healthy again: kube-proxy answers; taking addresses back after the hold-down", zap.String("kubeProxy", p.URL))
-			}
-			failed = 0
-			s.setDataPath(true, "")
-		case ctx.Err() != nil:
+		err := p.poll(ctx)
+		if ctx.Err() != nil {
 			return
+		}
+		switch up, changed, why := v.note(err, time.Now()); {
+		case !changed:
+		case up:
+			s.log.Info("data path healthy again: kube-proxy answers; taking addresses back after the hold-down", zap.String("kubeProxy", p.URL))
+			s.setDataPath(true, "")
 		default:
-			if failed++; failed == dataPathFailures {
-				s.log.Error("data path down: kube-proxy's health endpoint does not answer healthy; this node announces nothing until it does (clusters without kube-proxy: --kube-proxy-healthz=\"\")",
-					zap.String("kubeProxy", p.URL), zap.Error(err))
-				s.setDataPath(false, err.Error())
-			}
+			s.log.Error("data path down: kube-proxy's health endpoint does not answer healthy; this node announces nothing until it does (clusters without kube-proxy: --kube-proxy-healthz=\"\")",
+				zap.String("kubeProxy", p.URL), zap.String("why", why))
+			s.setDataPath(false, why)
 		}
 		select {
 		case <-ctx.Done():
@@ -54,6 +57,45 @@ func (s *Speaker) watchDataPath(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// dataPathVerdict turns kube-proxy's answers into up or down (see the rule
+// above). The zero value is up, with no answer heard yet.
+type dataPathVerdict struct {
+	down   bool
+	failed int       // refusals and unhealthy answers in a row
+	heard  time.Time // the last answer of any kind (or refusal)
+	first  time.Time // the first poll
+}
+
+// note takes one poll's outcome at now; it returns whether the data path is
+// up, whether that changed, and why it is down.
+func (v *dataPathVerdict) note(err error, now time.Time) (up, changed bool, why string) {
+	if v.first.IsZero() {
+		v.first = now
+	}
+	wasDown := v.down
+	switch {
+	case err == nil:
+		v.failed, v.heard, v.down = 0, now, false
+	case isTimeout(err):
+		if now.Sub(later(v.heard, v.first)) >= dataPathSilent {
+			v.down = true
+			why = fmt.Sprintf("kube-proxy has not answered for %s: %v", now.Sub(later(v.heard, v.first)).Round(time.Millisecond), err)
+		}
+	default:
+		v.heard = now
+		if v.failed++; v.failed >= dataPathFailures {
+			v.down, why = true, err.Error()
+		}
+	}
+	return !v.down, v.down != wasDown, why
+}
+
+// isTimeout: kube-proxy did not answer in time (no verdict on its health).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func (s *Speaker) setDataPath(ok bool, why string) {
@@ -70,26 +112,6 @@ func (s *Speaker) setDataPath(ok bool, why string) {
 		s.metrics.dataPath.Set(0)
 	}
 	s.poke()
-}
-
-// healthy asks kube-proxy once: nil when it answers 200.
-func (p *ProxySync) healthy(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*dataPathPoll)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return &proxyUnhealthy{resp.Status}
-	}
-	return nil
 }
 
 type proxyUnhealthy struct{ status string }

@@ -44,6 +44,11 @@ const (
 	// probeOwnedMax: after a suspicion, this many owned addresses are
 	// probed (chosen at random), not all.
 	probeOwnedMax = 8
+	// linksFor: the interfaces read at one decision serve the next ones
+	// this long (two netlink dumps and a sysfs walk were a tenth of a
+	// speaker's CPU under Service churn). A new interface or address is
+	// used at most this much later.
+	linksFor = time.Second
 )
 
 // l2State is what the loop remembers between layer-2 decisions.
@@ -59,6 +64,8 @@ type l2State struct {
 	viewAt     time.Time // when it last changed
 	waitWhy    string    // why mayTake last said no
 	waitLogged bool      // the waiting addresses were logged since the view changed
+	links      *l2.Links // this node's interfaces, as read at linksAt
+	linksAt    time.Time
 }
 
 func newL2State() l2State {
@@ -92,12 +99,11 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 		s.dropAll("isolated")
 		return time.Second
 	}
-	links, err := s.opts.Links()
+	links, err := s.readLinks(now)
 	if err != nil {
 		s.log.Warn("cannot read the interfaces; answering as before", zap.Error(err))
 		return time.Second
 	}
-	s.members.SetMACs(links.MACs())
 	if n := s.members.Suspicions(); n != s.l2s.suspSeen {
 		s.l2s.suspSeen = n
 		s.probeOwned(ctx)
@@ -208,6 +214,21 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 	s.reportTaken(takenAddrs, taken, nodes)
 	s.metrics.members.Set(float64(s.members.NumMembers()))
 	return next
+}
+
+// readLinks returns this node's interfaces, read again when linksFor has
+// passed, and publishes their MACs.
+func (s *Speaker) readLinks(now time.Time) (*l2.Links, error) {
+	if s.l2s.links != nil && now.Sub(s.l2s.linksAt) < linksFor {
+		return s.l2s.links, nil
+	}
+	links, err := s.opts.Links()
+	if err != nil {
+		return nil, err
+	}
+	s.l2s.links, s.l2s.linksAt = links, now
+	s.members.SetMACs(links.MACs())
+	return links, nil
 }
 
 // mayTake says whether this node may start answering for addr now, and if

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,10 +47,18 @@ const (
 	proxySyncPoll  = 100 * time.Millisecond
 )
 
-// ProxySync reads kube-proxy's health endpoint on this node.
+// ProxySync reads kube-proxy's health endpoint on this node. One poller
+// (watchDataPath) asks it every dataPathPoll; the decision loop reads only
+// what the last answer said and never waits for kube-proxy: a slow answer
+// under load once held decisions, failovers included, for its whole 200 ms
+// timeout.
 type ProxySync struct {
 	URL    string // e.g. http://127.0.0.1:10256/healthz
 	client *http.Client
+
+	mu     sync.Mutex
+	synced map[string]time.Time // from the last answer; nil before one
+	at     time.Time            // when that answer came
 }
 
 // NewProxySync returns a reader of kube-proxy's /healthz at url; nil when
@@ -58,7 +67,7 @@ func NewProxySync(url string) *ProxySync {
 	if url == "" {
 		return nil
 	}
-	return &ProxySync{URL: url, client: &http.Client{Timeout: 200 * time.Millisecond}}
+	return &ProxySync{URL: url, client: &http.Client{Timeout: 2 * dataPathPoll}}
 }
 
 // proxyHealth is the part of kube-proxy's /healthz answer read here.
@@ -68,28 +77,44 @@ type proxyHealth struct {
 	} `json:"status"`
 }
 
-// LastSynced returns when kube-proxy last completed a sync of its rules for
-// each family ("IPv4", "IPv6").
-func (p *ProxySync) LastSynced(ctx context.Context) (map[string]time.Time, error) {
+// poll asks kube-proxy once. It remembers when kube-proxy last completed a
+// sync of its rules for each family ("IPv4", "IPv6"), which an unhealthy
+// kube-proxy (503) reports too, and returns nil when it answers 200.
+func (p *ProxySync) poll(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	var h proxyHealth
-	// An unhealthy kube-proxy answers 503 with the same body.
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&h); err != nil {
-		return nil, fmt.Errorf("kube-proxy health %s (%s): %w", p.URL, resp.Status, err)
+	body := io.LimitReader(resp.Body, 64<<10)
+	if err := json.NewDecoder(body).Decode(&h); err != nil {
+		return fmt.Errorf("kube-proxy health %s (%s): %w", p.URL, resp.Status, err)
 	}
-	out := make(map[string]time.Time, len(h.Status))
+	_, _ = io.Copy(io.Discard, body) // so the connection is reused
+	synced := make(map[string]time.Time, len(h.Status))
 	for fam, st := range h.Status {
-		out[fam] = st.LastUpdated
+		synced[fam] = st.LastUpdated
 	}
-	return out, nil
+	p.mu.Lock()
+	p.synced, p.at = synced, time.Now()
+	p.mu.Unlock()
+	if resp.StatusCode != http.StatusOK {
+		return &proxyUnhealthy{resp.Status}
+	}
+	return nil
+}
+
+// lastSynced returns kube-proxy's sync times from its last answer and when
+// that answer came (zero: none yet).
+func (p *ProxySync) lastSynced() (map[string]time.Time, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.synced, p.at
 }
 
 // waiting is a new address held back.
@@ -99,8 +124,9 @@ type waiting struct {
 }
 
 // programmed reports whether kube-proxy's last sync completion (last, if
-// known) shows the address programmed by now (see the rule above).
-func (w *waiting) programmed(known bool, last, now time.Time) bool {
+// known), as it stood when kube-proxy last answered (asOf), shows the
+// address programmed (see the rule above).
+func (w *waiting) programmed(known bool, last, asOf time.Time) bool {
 	if !known {
 		return false
 	}
@@ -117,7 +143,7 @@ func (w *waiting) programmed(known bool, last, now time.Time) bool {
 	// No sync since the first one after the address came, or none at all
 	// since it came (kube-proxy had synced it before this speaker looked):
 	// a change left out would have been synced within kube-proxy's period.
-	return now.Sub(later(w.since, w.first)) >= proxySyncQuiet
+	return asOf.Sub(later(w.since, w.first)) >= proxySyncQuiet
 }
 
 func later(a, b time.Time) time.Time {
@@ -132,28 +158,26 @@ func newProgramGate(p *ProxySync) programGate {
 	if p == nil {
 		return programGate{}
 	}
-	return programGate{read: p.LastSynced, where: p.URL, now: time.Now}
+	return programGate{read: p.lastSynced, where: p.URL, now: time.Now}
 }
 
 // programGate holds back addresses kube-proxy has not programmed yet. Only
 // the speaker's loop touches it.
 type programGate struct {
-	// read returns kube-proxy's last sync per family; nil: nothing is
-	// held back. where names it in logs.
-	read    func(context.Context) (map[string]time.Time, error)
+	// read returns kube-proxy's last sync per family and when it said so
+	// (without I/O); nil: nothing is held back. where names it in logs.
+	read    func() (map[string]time.Time, time.Time)
 	where   string
 	now     func() time.Time
 	started bool
 	seen    map[netip.Addr]bool
 	pending map[netip.Addr]*waiting
-	synced  map[string]time.Time
-	polled  time.Time
 }
 
 // filter returns svcs without the addresses kube-proxy has not programmed,
 // those held back (each Service with only them), and when to look again
 // (0: nothing waits).
-func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.Logger) (passed, held []ServiceInfo, wait time.Duration) {
+func (g *programGate) filter(svcs []ServiceInfo, log *zap.Logger) (passed, held []ServiceInfo, wait time.Duration) {
 	if g.read == nil {
 		return svcs, nil, 0
 	}
@@ -182,26 +206,19 @@ func (g *programGate) filter(ctx context.Context, svcs []ServiceInfo, log *zap.L
 	if len(g.pending) == 0 {
 		return svcs, nil, 0
 	}
-	if now.Sub(g.polled) >= proxySyncPoll {
-		g.polled = now
-		synced, err := g.read(ctx)
-		if err != nil {
-			log.Debug("kube-proxy's sync time not read", zap.Error(err))
-		}
-		g.synced = synced
-	}
+	synced, asOf := g.read()
 	// Every family's proxier must have synced: kube-proxy's proxiers each
 	// sync on every change, and a dual-stack Service's two addresses then
 	// go out together (one Event, one status change, not two).
 	var last time.Time
-	known := len(g.synced) > 0
-	for _, t := range g.synced {
+	known := len(synced) > 0
+	for _, t := range synced {
 		if last.IsZero() || t.Before(last) {
 			last = t
 		}
 	}
 	for a, w := range g.pending {
-		if w.programmed(known, last, now) {
+		if w.programmed(known, last, asOf) {
 			log.Info("kube-proxy has programmed a new address", zap.Stringer("ip", a), zap.Duration("after", now.Sub(w.since)))
 			delete(g.pending, a)
 		} else if now.Sub(w.since) >= proxySyncWait {

@@ -1,7 +1,6 @@
 package speaker
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +18,7 @@ func TestProgramGate(t *testing.T) {
 	now := t0
 	synced := map[string]time.Time{"IPv4": t0.Add(-time.Minute), "IPv6": t0.Add(-time.Minute)}
 	g := programGate{
-		read:  func(context.Context) (map[string]time.Time, error) { return synced, nil },
+		read:  func() (map[string]time.Time, time.Time) { return synced, now },
 		where: "test", now: func() time.Time { return now },
 	}
 	a4, a6, b4 := netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("2001:db8:1::10"), netip.MustParseAddr("198.51.100.11")
@@ -27,7 +26,7 @@ func TestProgramGate(t *testing.T) {
 	svc := func(key string, addrs ...netip.Addr) ServiceInfo { return ServiceInfo{Key: key, Addrs: addrs} }
 	step := func(name string, in []ServiceInfo, want []ServiceInfo, wantWait bool) {
 		t.Helper()
-		got, held, wait := g.filter(t.Context(), in, zap.NewNop())
+		got, held, wait := g.filter(in, zap.NewNop())
 		if diff := cmp.Diff(want, got, addrs); diff != "" {
 			t.Errorf("%s: announced (-want +got):\n%s", name, diff)
 		}
@@ -82,8 +81,12 @@ func TestProgramGate(t *testing.T) {
 	late := append(slices.Clone(four), svc("g", netip.MustParseAddr("198.51.100.16")))
 	step("one more again", late, four, true)
 	read := g.read
-	g.read = func(context.Context) (map[string]time.Time, error) { return nil, errors.New("kube-proxy away") }
-	step("kube-proxy unreadable", late, four, true)
+	answered := now.Add(-time.Millisecond)
+	g.read = func() (map[string]time.Time, time.Time) { return synced, answered }
+	now = now.Add(proxySyncQuiet + time.Millisecond)
+	step("kube-proxy silent since before it came: no news is not quiet", late, four, true)
+	g.read = func() (map[string]time.Time, time.Time) { return nil, time.Time{} }
+	step("kube-proxy never answered", late, four, true)
 	now = now.Add(proxySyncWait)
 	step("announced after the longest wait", late, late, false)
 	g.read = read
@@ -110,7 +113,7 @@ func TestProgramGate(t *testing.T) {
 	step("back: new again", both, []ServiceInfo{svc("a", a4)}, true)
 
 	var none programGate
-	if got, held, wait := none.filter(t.Context(), both, zap.NewNop()); !cmp.Equal(got, both, addrs) || held != nil || wait != 0 {
+	if got, held, wait := none.filter(both, zap.NewNop()); !cmp.Equal(got, both, addrs) || held != nil || wait != 0 {
 		t.Errorf("without kube-proxy: %v %v, want everything at once", got, wait)
 	}
 }
@@ -123,10 +126,15 @@ func TestProxySyncReadsKubeProxy(t *testing.T) {
 			_, _ = w.Write([]byte(`{"lastUpdated":"2026-12-01T22:31:06.5Z","currentTime":"2026-12-01T22:31:06.5Z","nodeEligible":true,` +
 				`"healthy":true,"status":{"IPv4":{"lastUpdated":"2026-12-01T22:30:59.25Z","healthy":true},"IPv6":{"lastUpdated":"2026-12-01T22:30:58Z","healthy":true}}}`))
 		}))
-		got, err := NewProxySync(srv.URL).LastSynced(t.Context())
+		p := NewProxySync(srv.URL)
+		err := p.poll(t.Context())
 		srv.Close()
-		if err != nil {
-			t.Fatal(err)
+		if unhealthy := (&proxyUnhealthy{}); (code == http.StatusOK) != (err == nil) || (err != nil && !errors.As(err, &unhealthy)) {
+			t.Fatalf("status %d: poll says %v", code, err)
+		}
+		got, at := p.lastSynced()
+		if at.IsZero() {
+			t.Errorf("status %d: no time of the answer", code)
 		}
 		want := map[string]time.Time{"IPv4": time.Date(2026, 12, 1, 22, 30, 59, 250e6, time.UTC), "IPv6": time.Date(2026, 12, 1, 22, 30, 58, 0, time.UTC)}
 		if diff := cmp.Diff(want, got); diff != "" {

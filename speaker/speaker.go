@@ -49,7 +49,8 @@ type Options struct {
 	// to another live node, after the new owner has started: clients move on
 	// the new owner's gratuitous ARP/NA and nothing in flight is lost.
 	HandBack time.Duration
-	// Links reads this node's interfaces once per decision (l2.ReadLinks):
+	// Links reads this node's interfaces (l2.ReadLinks; at most once a
+	// second, see linksFor):
 	// where to answer for each address, and the MACs the other speakers
 	// know this node by.
 	Links func() (*l2.Links, error)
@@ -91,6 +92,7 @@ type Speaker struct {
 	metrics    *Metrics
 	log        *zap.Logger
 	trigger    chan struct{}
+	api        chan struct{} // API changes (apiChanged)
 
 	recorder record.EventRecorder
 	loader   config.Loader // only the loop touches it
@@ -130,6 +132,7 @@ func New(inf Informers, members *Members, l2 Announcer, bgp BGP,
 		log:        log,
 		recorder:   recorder,
 		trigger:    make(chan struct{}, 1),
+		api:        make(chan struct{}, 1),
 		owned:      map[netip.Addr]ownership{},
 		conflicts:  newConflicts(),
 		l2s:        newL2State(),
@@ -139,13 +142,13 @@ func New(inf Informers, members *Members, l2 Announcer, bgp BGP,
 	// namespace: O(n²) per decision with n Services.
 	_ = inf.EndpointSlices.Informer().AddIndexers(cache.Indexers{byService: sliceService})
 	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { s.poke() },
+		AddFunc: func(any) { s.apiChanged() },
 		UpdateFunc: func(old, cur any) {
 			if !sameForSpeaker(old, cur) {
-				s.poke()
+				s.apiChanged()
 			}
 		},
-		DeleteFunc: func(any) { s.poke() },
+		DeleteFunc: func(any) { s.apiChanged() },
 	}
 	for _, i := range informers {
 		s.synced = append(s.synced, i.HasSynced)
@@ -162,6 +165,25 @@ func (s *Speaker) poke() {
 	default:
 	}
 }
+
+// apiChanged tells the loop that something it reads from the API changed
+// (coalesced, and at most one decision per apiSettle for these).
+func (s *Speaker) apiChanged() {
+	select {
+	case s.api <- struct{}{}:
+	default:
+	}
+}
+
+// apiSettle spaces the decisions that API changes call for. A new Service
+// makes three or four changes (created, given its address, its endpoints,
+// their readiness) and each used to cost a decision on every node: under
+// make bench's churn (a Service created or deleted every 100 ms) the
+// speakers wanted more CPU than a loaded node gave them, waited for it,
+// and memberlist took them for dead. A new address waits for kube-proxy
+// for over a second anyway; a withdrawn one goes at most this much later.
+// Changes of members, conflicts and the data path are decided at once.
+const apiSettle = 100 * time.Millisecond
 
 // Ready reports whether the speaker has made its first decision among the
 // other speakers (after joining them).
@@ -208,7 +230,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 		s.lastLoop = time.Now()
 		s.mu.Unlock()
 		timer.Reset(next)
-		if !s.wait(ctx, timer) {
+		if !s.wait(ctx, timer, time.Now()) {
 			// Stop answering before exiting; memberlist's Leave (Members.Run)
 			// has told the others to take over.
 			s.l2.Set(nil)
@@ -217,18 +239,30 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}
 }
 
-// wait blocks until something calls for a decision (false: ctx ended). A
+// wait blocks until something calls for a decision (false: ctx ended); the
+// last one was made at decided. A
 // claim seen on the wire is noted without one: noteConflict asks for a
 // decision when the claim matters. Deciding at every claim cost a node
 // handing 500 of 3,000 addresses back some 6 CPU-seconds, one decision per
 // gratuitous ARP of the new owner.
-func (s *Speaker) wait(ctx context.Context, timer *time.Timer) bool {
+func (s *Speaker) wait(ctx context.Context, timer *time.Timer, decided time.Time) bool {
+	var settle <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case c := <-s.l2.Conflicts():
 			s.noteConflict(c, false)
+		case <-s.api:
+			d := apiSettle - time.Since(decided)
+			if d <= 0 {
+				return true
+			}
+			if settle == nil {
+				settle = time.After(d)
+			}
+		case <-settle:
+			return true
 		case <-s.trigger:
 			return true
 		case <-s.members.Changes():
@@ -255,7 +289,7 @@ func (s *Speaker) reconcile(ctx context.Context) time.Duration {
 	next := time.Second // nothing is announced before a first valid config
 	var nodes []NodeInfo
 	if cfg.Config != nil {
-		svcs, held, wait := s.gate.filter(ctx, s.serviceInfos(), s.log)
+		svcs, held, wait := s.gate.filter(s.serviceInfos(), s.log)
 		t := lap(0, start)
 		nodes = s.nodeInfos()
 		s.reconcileBGP(ctx, cfg, svcs, nodes)

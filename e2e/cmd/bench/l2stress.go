@@ -321,6 +321,7 @@ func (s *stressBench) stress(ctx context.Context) (stressResult, error) {
 
 	// False moves.
 	thr0 := cg.throttled()
+	cpu0, cpuErr := speakerTicks(s.l, s.b.nodes)
 	tStart := time.Now()
 	tr, err := s.watchOwners(ctx, s.dur)
 	if err != nil {
@@ -328,11 +329,16 @@ func (s *stressBench) stress(ctx context.Context) (stressResult, error) {
 	}
 	tEnd := time.Now()
 	thr1 := cg.throttled()
+	cpu1, err := speakerTicks(s.l, s.b.nodes)
+	cpuUsed := "not read: " + fmt.Sprint(errors.Join(cpuErr, err))
+	if cpuErr == nil && err == nil {
+		cpuUsed = ticksByNode(cpu0, cpu1, s.b.nodes)
+	}
 	r.moves = tr.moves
-	logMoves, gone, stepBack := s.logCounts(tStart, tEnd)
-	fmt.Printf("# l2stress false moves over %s: %d changes of the answering node seen on the wire (%d rounds of %d addresses: %d unanswered, %d answered by two or more nodes)%s; speakers' logs in the window: %d 'answering' for those addresses, %d 'member gone', %d 'stepping back'\n",
-		tEnd.Sub(tStart).Round(time.Second), tr.moves, tr.rounds, len(s.steady), tr.unanswered, tr.multi, tr.detail(), logMoves, gone, stepBack)
-	fmt.Printf("# l2stress churn in the window: %s; speakers' CFS throttling: %s\n", churn.summary(), throttleSummary(thr0, thr1, s.b.nodes))
+	lc := s.logCounts(tStart, tEnd)
+	fmt.Printf("# l2stress false moves over %s: %d changes of the answering node seen on the wire (%d rounds of %d addresses: %d unanswered, %d answered by two or more nodes)%s; speakers' logs in the window: %d 'answering' for those addresses, %d 'member gone', %d 'stepping back', %d 'data path down', %d memberlist suspicions (each a probe that failed; the suspect refuted it in time unless a 'member gone' follows)\n",
+		tEnd.Sub(tStart).Round(time.Second), tr.moves, tr.rounds, len(s.steady), tr.unanswered, tr.multi, tr.detail(), lc.answering, lc.gone, lc.stepBack, lc.dataPathDown, lc.suspicions)
+	fmt.Printf("# l2stress churn in the window: %s; speakers' CFS throttling: %s; speakers' CPU in the window: %s\n", churn.summary(), throttleSummary(thr0, thr1, s.b.nodes), cpuUsed)
 	for _, n := range s.b.nodes { // a speaker that restarted ran without its limit
 		if now, err := speakerPIDs(s.l, n); err != nil || !slices.Equal(now, pids[n]) {
 			fmt.Printf("# l2stress: %s's speaker is not the process put in the cgroup (now %v, was %v)\n", n, now, pids[n])
@@ -447,8 +453,9 @@ func (s *stressBench) watchOwners(ctx context.Context, d time.Duration) (*ownerT
 
 // logCounts counts, over every speaker's log between from and to, the
 // 'answering' lines for the long-lived addresses (a node taking one over),
-// 'member gone' and 'stepping back...' lines.
-func (s *stressBench) logCounts(from, to time.Time) (answering, gone, stepBack int) {
+// and the lines that explain a false move: 'member gone', 'stepping
+// back...', 'data path down...' and memberlist's suspicions.
+func (s *stressBench) logCounts(from, to time.Time) (c logCounts) {
 	watched := map[string]bool{}
 	for _, a := range s.steady {
 		watched[a.String()] = true
@@ -456,14 +463,27 @@ func (s *stressBench) logCounts(from, to time.Time) (answering, gone, stepBack i
 	scanSpeakerLogs(s.l, s.b.nodes, from, to, func(msg string, e map[string]any) {
 		switch {
 		case msg == "answering" && watched[fmt.Sprint(e["ip"])]:
-			answering++
+			c.answering++
 		case msg == "member gone":
-			gone++
+			c.gone++
 		case strings.HasPrefix(msg, "stepping back"):
-			stepBack++
+			c.stepBack++
+		case strings.HasPrefix(msg, "data path down"):
+			c.dataPathDown++
+		case strings.Contains(msg, "memberlist: Suspect "):
+			c.suspicions++
 		}
 	})
-	return answering, gone, stepBack
+	return c
+}
+
+// logCounts are what the speakers logged in a window.
+type logCounts struct {
+	answering    int // 'answering' for a watched address
+	gone         int // a member declared dead
+	stepBack     int
+	dataPathDown int
+	suspicions   int // memberlist probes that failed
 }
 
 // scanSpeakerLogs calls each with every line (its message and fields) the
