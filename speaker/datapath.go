@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"time"
 
@@ -37,9 +38,13 @@ func (s *Speaker) watchDataPath(ctx context.Context) {
 	defer tick.Stop()
 	var v dataPathVerdict
 	for {
+		before, _ := p.lastSynced()
 		err := p.poll(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if after, _ := p.lastSynced(); s.gateHolds.Load() && !maps.Equal(before, after) {
+			s.poke() // the gate may pass an address now
 		}
 		switch up, changed, why := v.note(err, time.Now()); {
 		case !changed:

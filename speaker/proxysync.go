@@ -33,7 +33,8 @@ import (
 // proxy, which may learn of an address a little after this speaker, had it
 // by then), or a sync completed later than t + proxySyncQuiet, or no sync
 // at all for proxySyncQuiet after t (kube-proxy, quicker than this speaker,
-// synced it before); and after proxySyncWait at most (then it is announced
+// synced it before: known only from an answer given that long after t);
+// and after proxySyncWait at most (then it is announced
 // anyway, and logged: a slow or absent kube-proxy must not keep a Service
 // dark). Addresses known at the speaker's first decision are taken as
 // programmed: a restarting speaker keeps announcing what its node served.
@@ -44,7 +45,9 @@ const (
 	// of the address a little after this speaker.
 	proxySyncQuiet = 1200 * time.Millisecond
 	proxySyncWait  = 5 * time.Second
-	proxySyncPoll  = 100 * time.Millisecond
+	// proxySyncPoll: while addresses wait, the loop looks again this often
+	// (kube-proxy is polled every dataPathPoll).
+	proxySyncPoll = dataPathPoll
 )
 
 // ProxySync reads kube-proxy's health endpoint on this node. One poller

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -97,7 +98,10 @@ type Speaker struct {
 	recorder record.EventRecorder
 	loader   config.Loader // only the loop touches it
 	gate     programGate   // only the loop touches it
-	cfgErr   string        // the configuration problem last reported
+	// gateHolds: the gate holds addresses back; the kube-proxy poller
+	// then asks for a decision as soon as kube-proxy reports a new sync.
+	gateHolds atomic.Bool
+	cfgErr    string // the configuration problem last reported
 
 	l2s l2State // only the loop touches it
 
@@ -290,6 +294,7 @@ func (s *Speaker) reconcile(ctx context.Context) time.Duration {
 	var nodes []NodeInfo
 	if cfg.Config != nil {
 		svcs, held, wait := s.gate.filter(s.serviceInfos(), s.log)
+		s.gateHolds.Store(len(held) > 0)
 		t := lap(0, start)
 		nodes = s.nodeInfos()
 		s.reconcileBGP(ctx, cfg, svcs, nodes)
