@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"time"
 
@@ -38,13 +37,12 @@ func (s *Speaker) watchDataPath(ctx context.Context) {
 	defer tick.Stop()
 	var v dataPathVerdict
 	for {
-		before, _ := p.lastSynced()
 		err := p.poll(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if after, _ := p.lastSynced(); s.gateHolds.Load() && !maps.Equal(before, after) {
-			s.poke() // the gate may pass an address now
+		if s.gateHolds.Load() {
+			s.poke() // the gate decides on this fresh answer
 		}
 		switch up, changed, why := v.note(err, time.Now()); {
 		case !changed:

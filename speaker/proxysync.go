@@ -45,9 +45,6 @@ const (
 	// of the address a little after this speaker.
 	proxySyncQuiet = 1200 * time.Millisecond
 	proxySyncWait  = 5 * time.Second
-	// proxySyncPoll: while addresses wait, the loop looks again this often
-	// (kube-proxy is polled every dataPathPoll).
-	proxySyncPoll = dataPathPoll
 )
 
 // ProxySync reads kube-proxy's health endpoint on this node. One poller
@@ -179,7 +176,9 @@ type programGate struct {
 
 // filter returns svcs without the addresses kube-proxy has not programmed,
 // those held back (each Service with only them), and when to look again
-// (0: nothing waits).
+// at the latest (0: nothing waits): when the first of them has waited
+// proxySyncWait. Meanwhile each answer of kube-proxy's asks for a decision
+// (watchDataPath).
 func (g *programGate) filter(svcs []ServiceInfo, log *zap.Logger) (passed, held []ServiceInfo, wait time.Duration) {
 	if g.read == nil {
 		return svcs, nil, 0
@@ -220,14 +219,17 @@ func (g *programGate) filter(svcs []ServiceInfo, log *zap.Logger) (passed, held 
 			last = t
 		}
 	}
+	wait = proxySyncWait
 	for a, w := range g.pending {
 		if w.programmed(known, last, asOf) {
 			log.Info("kube-proxy has programmed a new address", zap.Stringer("ip", a), zap.Duration("after", now.Sub(w.since)))
 			delete(g.pending, a)
-		} else if now.Sub(w.since) >= proxySyncWait {
+		} else if left := proxySyncWait - now.Sub(w.since); left <= 0 {
 			log.Info("announcing an address kube-proxy has not reported programming", zap.Stringer("ip", a),
 				zap.Duration("waited", now.Sub(w.since)), zap.String("kubeProxy", g.where))
 			delete(g.pending, a)
+		} else {
+			wait = min(wait, left)
 		}
 	}
 	if len(g.pending) == 0 {
@@ -251,5 +253,5 @@ func (g *programGate) filter(svcs []ServiceInfo, log *zap.Logger) (passed, held 
 			held = append(held, back)
 		}
 	}
-	return passed, held, proxySyncPoll
+	return passed, held, wait
 }

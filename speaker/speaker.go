@@ -99,7 +99,9 @@ type Speaker struct {
 	loader   config.Loader // only the loop touches it
 	gate     programGate   // only the loop touches it
 	// gateHolds: the gate holds addresses back; the kube-proxy poller
-	// then asks for a decision as soon as kube-proxy reports a new sync.
+	// then asks for a decision at each answer, so that the gate judges
+	// kube-proxy's latest word (a loop timer out of step with the polls
+	// added 90 ms to every new address).
 	gateHolds atomic.Bool
 	cfgErr    string // the configuration problem last reported
 
