@@ -330,18 +330,13 @@ func (s *Speaker) noteAges(svcs, held []ServiceInfo, now time.Time) {
 }
 
 // probeEarly starts the probes of the held-back addresses this node will
-// own, so that a new Service waits for kube-proxy and the probe at once;
-// and of those it would take over if their first owner died while they are
-// young (a young address is probed before it is taken: without a probe in
-// hand, such a failover waited for one, 300 ms).
+// own, so that a new Service waits for kube-proxy and the probe at once.
 func (s *Speaker) probeEarly(ctx context.Context, cfg config.State, held []ServiceInfo, nodes []NodeInfo, links *l2.Links) {
 	if len(held) == 0 {
 		return
 	}
-	owners := DecideL2Kept(cfg.Config, cfg.Accepted, held, nodes)
-	next := successors(cfg, held, nodes, owners, s.opts.Node)
-	for addr, o := range owners {
-		if (o.Node != s.opts.Node && next[addr] != s.opts.Node) || s.l2s.probes[addr] != (probeState{}) {
+	for addr, o := range DecideL2Kept(cfg.Config, cfg.Accepted, held, nodes) {
+		if o.Node != s.opts.Node || s.l2s.probes[addr] != (probeState{}) {
 			continue
 		}
 		if ifaces := links.InterfacesFor(addr, o.Interfaces); len(ifaces) > 0 {
@@ -349,31 +344,6 @@ func (s *Speaker) probeEarly(ctx context.Context, cfg config.State, held []Servi
 			go s.probe(ctx, addr, ifaces)
 		}
 	}
-}
-
-// successors names, for each address another node owns, the node that
-// would own it if that one died (one more decision per distinct owner).
-func successors(cfg config.State, svcs []ServiceInfo, nodes []NodeInfo, owners map[netip.Addr]L2Owner, self string) map[netip.Addr]string {
-	out := map[netip.Addr]string{}
-	done := map[string]bool{self: true, "": true}
-	for _, o := range owners {
-		if done[o.Node] {
-			continue
-		}
-		done[o.Node] = true
-		without := slices.Clone(nodes)
-		for i := range without {
-			if without[i].Name == o.Node {
-				without[i].Alive = false
-			}
-		}
-		for addr, n := range DecideL2Kept(cfg.Config, cfg.Accepted, svcs, without) {
-			if owners[addr].Node == o.Node {
-				out[addr] = n.Node
-			}
-		}
-	}
-	return out
 }
 
 // probeOwned asks the link about every address this node answers for:
