@@ -13,11 +13,11 @@ import (
 // A node announces only while its Service data path works: kube-proxy's
 // /healthz on the node answers 200. A dead kube-proxy refuses the
 // connection at once and a stuck one answers 503 (its rules are stale):
-// two such answers in a row (about 0.2 s) take the node out. No answer in
-// time proves nothing on a busy node, where this speaker or kube-proxy may
-// wait for a CPU (under make bench's load, two timed-out polls in a row
-// moved a node's addresses away and back): only dataPathSilent without
-// any answer does. The first good answer puts the node back, as a
+// two such answers not separated by a good one (about 0.2 s) take the
+// node out. No answer in time proves nothing on a busy node, where this
+// speaker or kube-proxy may wait for a CPU (under make bench's load, two
+// timed-out polls in a row moved a node's addresses away and back): only
+// dataPathSilent without any answer does. The first good answer puts the node back, as a
 // rejoining member, so it takes addresses back only after the hold-down.
 const (
 	dataPathPoll     = 100 * time.Millisecond
@@ -41,7 +41,8 @@ func (s *Speaker) watchDataPath(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if s.gateHolds.Load() {
+		var unhealthy *proxyUnhealthy
+		if answered := err == nil || errors.As(err, &unhealthy); answered && s.gateHolds.Load() {
 			s.poke() // the gate decides on this fresh answer
 		}
 		switch up, changed, why := v.note(err, time.Now()); {

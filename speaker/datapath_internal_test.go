@@ -74,6 +74,11 @@ func TestPollErrorKinds(t *testing.T) {
 	if d := time.Since(start); d > 10*dataPathPoll {
 		t.Errorf("the poll took %v", d)
 	}
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	defer plain.Close()
+	if err := NewProxySync(plain.URL).poll(t.Context()); err != nil {
+		t.Errorf("a 200 that is not kube-proxy's JSON: %v, want healthy", err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -85,6 +85,7 @@ func (p *ProxySync) poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	asked := time.Now() // the answer describes kube-proxy no earlier than this
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return err
@@ -93,6 +94,9 @@ func (p *ProxySync) poll(ctx context.Context) error {
 	var h proxyHealth
 	body := io.LimitReader(resp.Body, 64<<10)
 	if err := json.NewDecoder(body).Decode(&h); err != nil {
+		if resp.StatusCode == http.StatusOK {
+			return nil // healthy; without sync times the gate waits for its limit
+		}
 		return fmt.Errorf("kube-proxy health %s (%s): %w", p.URL, resp.Status, err)
 	}
 	_, _ = io.Copy(io.Discard, body) // so the connection is reused
@@ -101,7 +105,7 @@ func (p *ProxySync) poll(ctx context.Context) error {
 		synced[fam] = st.LastUpdated
 	}
 	p.mu.Lock()
-	p.synced, p.at = synced, time.Now()
+	p.synced, p.at = synced, asked
 	p.mu.Unlock()
 	if resp.StatusCode != http.StatusOK {
 		return &proxyUnhealthy{resp.Status}
