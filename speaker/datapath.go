@@ -17,8 +17,9 @@ import (
 // node out. No answer in time proves nothing on a busy node, where this
 // speaker or kube-proxy may wait for a CPU (under make bench's load, two
 // timed-out polls in a row moved a node's addresses away and back): only
-// dataPathSilent without any answer does. The first good answer puts the node back, as a
-// rejoining member, so it takes addresses back only after the hold-down.
+// dataPathSilent without any answer does. The first good answer puts the
+// node back, as a rejoining member, so it takes addresses back only after
+// the hold-down.
 const (
 	dataPathPoll     = 100 * time.Millisecond
 	dataPathFailures = 2
@@ -68,24 +69,23 @@ func (s *Speaker) watchDataPath(ctx context.Context) {
 type dataPathVerdict struct {
 	down   bool
 	failed int       // refusals and unhealthy answers in a row
-	heard  time.Time // the last answer of any kind (or refusal)
-	first  time.Time // the first poll
+	heard  time.Time // the last answer of any kind (or refusal); at first, the first poll
 }
 
 // note takes one poll's outcome at now; it returns whether the data path is
 // up, whether that changed, and why it is down.
 func (v *dataPathVerdict) note(err error, now time.Time) (up, changed bool, why string) {
-	if v.first.IsZero() {
-		v.first = now
+	if v.heard.IsZero() {
+		v.heard = now // silence counts from the first poll
 	}
 	wasDown := v.down
 	switch {
 	case err == nil:
 		v.failed, v.heard, v.down = 0, now, false
 	case isTimeout(err):
-		if now.Sub(later(v.heard, v.first)) >= dataPathSilent {
+		if silent := now.Sub(v.heard); silent >= dataPathSilent {
 			v.down = true
-			why = fmt.Sprintf("kube-proxy has not answered for %s: %v", now.Sub(later(v.heard, v.first)).Round(time.Millisecond), err)
+			why = fmt.Sprintf("kube-proxy has not answered for %s: %v", silent.Round(time.Millisecond), err)
 		}
 	default:
 		v.heard = now
