@@ -151,8 +151,8 @@ func (m *Members) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	link := time.NewTicker(50 * time.Millisecond)
-	defer link.Stop()
+	links, poll := m.watchLinks(ctx)
+	defer poll.Stop()
 	m.rejoin(ml)
 	for {
 		select {
@@ -171,12 +171,43 @@ func (m *Members) Run(ctx context.Context) error {
 			if m.settleTick() {
 				m.notify()
 			}
-		case <-link.C:
-			if m.watchCarrier() {
-				m.notify()
-				m.rejoin(ml)
+			m.checkCarrier(ml) // also ends isolation after a few seconds alone
+		case _, ok := <-links:
+			if !ok {
+				links = nil
+				m.opts.Log.Info("link events ended: reading the carrier every 50 ms")
+				poll.Reset(linkPoll)
 			}
+			m.checkCarrier(ml)
+		case <-poll.C:
+			m.checkCarrier(ml)
 		}
+	}
+}
+
+// linkPoll is how often the carrier is read when the kernel's link events
+// cannot be had.
+const linkPoll = 50 * time.Millisecond
+
+// watchLinks subscribes to the kernel's link events; without them it
+// returns a timer that polls. The timer is stopped when events come.
+func (m *Members) watchLinks(ctx context.Context) (<-chan struct{}, *time.Ticker) {
+	poll := time.NewTicker(linkPoll)
+	links, err := linkEvents(ctx)
+	if err != nil {
+		m.opts.Log.Info("no link events: reading the carrier every 50 ms", zap.Error(err))
+		return nil, poll
+	}
+	poll.Stop()
+	return links, poll
+}
+
+// checkCarrier looks at the bind interface's carrier and, on a change,
+// tells the speaker and rejoins (a link that came back).
+func (m *Members) checkCarrier(ml *memberlist.Memberlist) {
+	if m.watchCarrier() {
+		m.notify()
+		m.rejoin(ml)
 	}
 }
 
@@ -534,7 +565,7 @@ func bindLink(addr netip.Addr) string {
 }
 
 // carrierUp reports whether the link iface has carrier, from sysfs (one
-// small read, every 50 ms). Unknown (no such interface, no sysfs) counts
+// small read, at each link event). Unknown (no such interface, no sysfs) counts
 // as up.
 func carrierUp(iface string) bool {
 	if iface == "" {

@@ -604,6 +604,7 @@ type arpTap struct {
 	conn      *packet.Conn
 	macToNode map[string]string
 	done      chan struct{}
+	closing   atomic.Bool
 
 	mu       sync.Mutex
 	byIP     map[netip.Addr][]arpEvent
@@ -661,7 +662,9 @@ func (t *arpTap) read() {
 	for {
 		pkt, _, err := t.c.Read()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "closed") {
+			// A read that starts after Close fails with EBADF, not
+			// net.ErrClosed: the flag is what ends the loop.
+			if t.closing.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.EBADF) {
 				return
 			}
 			continue // a malformed packet
@@ -687,6 +690,7 @@ func (t *arpTap) read() {
 }
 
 func (t *arpTap) close() {
+	t.closing.Store(true)
 	t.c.Close()
 	<-t.done
 }
