@@ -175,6 +175,9 @@ func (m *Members) Run(ctx context.Context) error {
 		case _, ok := <-links:
 			if !ok {
 				links = nil
+				if ctx.Err() != nil {
+					continue // shutting down: the next turn leaves
+				}
 				m.opts.Log.Info("link events ended: reading the carrier every 50 ms")
 				poll.Reset(linkPoll)
 			}
