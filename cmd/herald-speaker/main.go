@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -74,13 +73,6 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "herald-speaker:", err)
 		os.Exit(2)
-	}
-	// One P unless the environment says otherwise: the speaker's work is a
-	// stream of small events (heartbeats, ARP, watch events), and with the
-	// two Ps Go gives it under a one-CPU limit most of its CPU went to
-	// waking and parking the second thread (perf, l2stress bench).
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
