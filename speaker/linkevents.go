@@ -28,17 +28,13 @@ func linkEvents(ctx context.Context) (<-chan struct{}, error) {
 	}
 	f := os.NewFile(uintptr(fd), "rtnetlink") // non-blocking: reads wait in Go's poller, Close ends them
 	changed := make(chan struct{}, 1)
-	stop := make(chan struct{})
 	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stop:
-		}
+		<-ctx.Done()
 		f.Close()
 	}()
 	go func() {
 		defer close(changed)
-		defer close(stop)
+		defer f.Close() // a second Close, at ctx's end, is harmless
 		buf := make([]byte, 32<<10)
 		for {
 			// ENOBUFS: the kernel dropped messages; something changed.

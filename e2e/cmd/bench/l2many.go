@@ -662,9 +662,9 @@ func (t *arpTap) read() {
 	for {
 		pkt, _, err := t.c.Read()
 		if err != nil {
-			// A read that starts after Close fails with EBADF, not
-			// net.ErrClosed: the flag is what ends the loop.
-			if t.closing.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.EBADF) {
+			// Only close ends the loop: a read that starts after Close
+			// fails with EBADF, not net.ErrClosed.
+			if t.closing.Load() {
 				return
 			}
 			continue // a malformed packet
