@@ -81,13 +81,20 @@ type Members struct {
 	seenSince     map[string]time.Time // when this node saw each member come alive
 	lastSettled   map[string]bool      // Alive() at the last tick
 	carrier       bool                 // the bind interface's link was up at the last look
-	link          string               // the bind interface (only Run's goroutine touches link and linkFound)
+	leaving       bool                 // this node is stopping: it says so before it leaves
+	stalled       map[string]*stalledMember
+	hostCheck     func(addr string) error // nil: no grace for stalled members (stalls.go)
+	beatAt        time.Time               // this node's last beat, its longest recent gap and when (stalls.go)
+	stallGap      time.Duration
+	stallAt       time.Time
+	link          string // the bind interface (only Run's goroutine touches link and linkFound)
 	linkFound     time.Time
 }
 
 // NewMembers prepares membership; Run starts it.
 func NewMembers(opts MemberOptions) *Members {
-	return &Members{opts: opts, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1), meta: map[string]nodeMeta{}, seenSince: map[string]time.Time{}, carrier: true, dataPathOK: true}
+	return &Members{opts: opts, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1), meta: map[string]nodeMeta{},
+		seenSince: map[string]time.Time{}, stalled: map[string]*stalledMember{}, hostCheck: dialHost, carrier: true, dataPathOK: true}
 }
 
 // Changes signals (coalesced) that membership or settledness changed.
@@ -153,13 +160,20 @@ func (m *Members) Run(ctx context.Context) error {
 	defer tick.Stop()
 	links, poll := m.watchLinks(ctx)
 	defer poll.Stop()
+	go m.beat(ctx)
 	m.rejoin(ml)
 	for {
 		select {
 		case <-ctx.Done():
 			// Leaving is a courtesy that speeds up the others' view; when
 			// every speaker stops at once (uninstall) nobody is left to
-			// hear it, and that is no reason to exit with an error.
+			// hear it, and that is no reason to exit with an error. It
+			// says it is leaving first, so that the others do not take
+			// its death for a stall (stalls.go): a gossip round or two.
+			m.mu.Lock()
+			m.leaving = true
+			m.mu.Unlock()
+			_ = ml.UpdateNode(leavingSaid)
 			if err := ml.Leave(time.Second); err != nil {
 				m.opts.Log.Info("left the speakers without a goodbye", zap.Error(err))
 			}
@@ -191,6 +205,10 @@ func (m *Members) Run(ctx context.Context) error {
 // linkPoll is how often the carrier is read when the kernel's link events
 // cannot be had.
 const linkPoll = 50 * time.Millisecond
+
+// leavingSaid bounds the wait for a stopping node's "leaving" to be
+// gossiped (every 20 ms) before it leaves.
+const leavingSaid = 50 * time.Millisecond
 
 // watchLinks subscribes to the kernel's link events; without them it
 // returns a timer that polls. The timer is stopped when events come.
@@ -422,7 +440,7 @@ func (m *Members) members() []*memberlist.Node {
 	if ml == nil {
 		return nil
 	}
-	return ml.Members()
+	return m.withStalled(ml.Members())
 }
 
 type memberEvents struct{ m *Members }
@@ -430,6 +448,17 @@ type memberEvents struct{ m *Members }
 func (e *memberEvents) NotifyJoin(n *memberlist.Node) {
 	m := e.m
 	m.mu.Lock()
+	if m.unstallLocked(n.Name) {
+		// Declared dead while it stalled, and back within the grace: it
+		// never left this node's view, and nothing moved.
+		if nm, ok := decodeMeta(n.Meta); ok {
+			m.meta[n.Name] = nm
+		}
+		m.mu.Unlock()
+		m.opts.Log.Info("member back within the grace: it had stalled", zap.String("node", n.Name))
+		m.notify()
+		return
+	}
 	if n.Name != m.opts.Node {
 		m.seenSince[n.Name] = time.Now()
 		if nm, ok := decodeMeta(n.Meta); ok {
@@ -451,6 +480,10 @@ func (e *memberEvents) NotifyJoin(n *memberlist.Node) {
 
 func (e *memberEvents) NotifyLeave(n *memberlist.Node) {
 	m := e.m
+	if m.holdStalled(n) {
+		m.opts.Log.Info("member declared dead: asking its host", zap.String("node", n.Name))
+		return
+	}
 	m.mu.Lock()
 	delete(m.seenSince, n.Name)
 	m.mu.Unlock()
@@ -474,7 +507,7 @@ type memberDelegate struct{ m *Members }
 func (d *memberDelegate) NodeMeta(limit int) []byte {
 	d.m.mu.Lock()
 	defer d.m.mu.Unlock()
-	return encodeMeta(nodeMeta{joined: d.m.joined, dataPathDown: !d.m.dataPathOK, macs: d.m.macs}, limit)
+	return encodeMeta(nodeMeta{joined: d.m.joined, dataPathDown: !d.m.dataPathOK, leaving: d.m.leaving, macs: d.m.macs}, limit)
 }
 func (d *memberDelegate) NotifyMsg([]byte)                           {}
 func (d *memberDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }

@@ -22,10 +22,14 @@ import (
 type nodeMeta struct {
 	joined       time.Time
 	dataPathDown bool
+	leaving      bool // it is stopping: its death is no stall
 	macs         []net.HardwareAddr
 }
 
-const metaFlagDataPathDown = 1
+const (
+	metaFlagDataPathDown = 1 << iota
+	metaFlagLeaving
+)
 
 // Why a node steps back (the metric's reason label).
 const (
@@ -42,6 +46,9 @@ func encodeMeta(nm nodeMeta, limit int) []byte {
 	var flags byte
 	if nm.dataPathDown {
 		flags |= metaFlagDataPathDown
+	}
+	if nm.leaving {
+		flags |= metaFlagLeaving
 	}
 	b = append(b, flags)
 	for _, mac := range nm.macs {
@@ -60,6 +67,7 @@ func decodeMeta(b []byte) (nodeMeta, bool) {
 	nm := nodeMeta{joined: time.UnixMilli(int64(binary.BigEndian.Uint64(b)))}
 	if len(b) > 8 {
 		nm.dataPathDown = b[8]&metaFlagDataPathDown != 0
+		nm.leaving = b[8]&metaFlagLeaving != 0
 		for rest := b[9:]; len(rest) >= 6; rest = rest[6:] {
 			nm.macs = append(nm.macs, net.HardwareAddr(bytes.Clone(rest[:6])))
 		}
@@ -217,14 +225,26 @@ func (m *Members) StepBacks() (uint64, string) {
 }
 
 // refuted is memberlist telling (through its log) that the others had
-// suspected this node, or declared it dead: then they have taken its
+// suspected this node, or declared it dead: then they may have taken its
 // addresses over meanwhile. A node that comes back from a stall gets the
 // suspicion first and refutes it, which makes memberlist ignore the death
 // that followed (same incarnation): so a suspicion is noted, and a node
 // recently suspected that sees another speaker answer for its address
-// concludes it was declared dead (conflicts.go). It is called with
-// memberlist's lock held, so the step-back runs apart.
+// concludes it was declared dead (conflicts.go). A death heard after a
+// stall of this node's own that the others forgive (stalls.go) counts as a
+// suspicion too. It is called with memberlist's lock held, so the
+// step-back runs apart.
 func (m *Members) refuted(dead bool) {
+	if dead {
+		m.mu.Lock()
+		stall := m.recentStallLocked(time.Now())
+		m.mu.Unlock()
+		if stall >= stallMin && stall < stallSafe {
+			m.opts.Log.Info("the others declared this node dead while it stalled, within their grace: checking for a new owner instead of stepping back",
+				zap.Duration("stall", stall))
+			dead = false
+		}
+	}
 	if !dead {
 		m.mu.Lock()
 		m.suspectedAt = time.Now()

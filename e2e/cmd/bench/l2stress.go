@@ -39,7 +39,9 @@ import (
 //
 //   - stress: busy loops outside the lab (two per core), a Service created
 //     or deleted every 100 ms, and each speaker in a cgroup with the CPU
-//     limit of its manifest (100m when it sets none) — while nothing fails,
+//     limit of its manifest (100m when it sets none) as a CFS quota and its
+//     request as its weight, under a parent weighing the node's CPUs (the
+//     kubelet's kubepods and pod cgroups) — while nothing fails,
 //     every change of the node answering for a long-lived address is a
 //     false move; then hard failovers (the owner's link cut) under that load;
 //   - with the load gone: the owner's kube-proxy killed (its rules left, and
@@ -281,12 +283,12 @@ type stressResult struct {
 // addresses, then the failover runs under the same load, then removes it.
 func (s *stressBench) stress(ctx context.Context) (stressResult, error) {
 	var r stressResult
-	milli, limitSrc, err := speakerCPULimit()
+	request, limit, cpuSrc, err := speakerCPU()
 	if err != nil {
 		return r, err
 	}
-	quota := max(milli*cfsPeriod/1000, 1000) // as the kubelet computes it (at least 1 ms)
-	cg, err := newCPUCgroups(s.b.nodes, quota, cfsPeriod)
+	quota := max(limit*cfsPeriod/1000, 1000) // as the kubelet computes it (at least 1 ms)
+	cg, err := newCPUCgroups(s.b.nodes, quota, cfsPeriod, request, int64(runtime.NumCPU())*1000)
 	if err != nil {
 		return r, err
 	}
@@ -315,7 +317,7 @@ func (s *stressBench) stress(ctx context.Context) (stressResult, error) {
 	churn := startChurn(ctx, s.l, s.dur+failoverBudget)
 	defer churn.stop()
 	fmt.Printf("# l2stress load: %d busy loops outside the lab (2 per core, %d cores); a Service created or deleted every %s in %s (%d to %d alive, each selecting a ready pod on every node, address from the pool); each speaker in a cgroup (%s) with CPU quota %d us per %d us (%s)\n",
-		hogs, runtime.NumCPU(), stressChurnEvery, stressChurnNS, stressChurnMin, stressChurnMax, cg.desc, quota, cfsPeriod, limitSrc)
+		hogs, runtime.NumCPU(), stressChurnEvery, stressChurnNS, stressChurnMin, stressChurnMax, cg.desc, quota, cfsPeriod, cpuSrc)
 	fmt.Printf("# l2stress false-move window: %s (HERALD_BENCH_STRESS overrides the default %s); owners of %d long-lived Services (%s-%s, ready endpoints on every node) sampled by ARP from the client every %s\n",
 		s.dur, stressDefaultDur, len(s.steady), s.steady[0], s.steady[len(s.steady)-1], stressSampleEvery)
 
@@ -891,22 +893,23 @@ func applySpeakerStateCRD(ctx context.Context, l *lab.Lab) error {
 	return nil
 }
 
-// speakerCPULimit reads the speaker container's CPU limit from
-// manifests/speaker.yaml, in millicores; defaultSpeakerCPU when it sets none.
-func speakerCPULimit() (int64, string, error) {
+// speakerCPU reads the speaker container's CPU request and limit from
+// manifests/speaker.yaml, in millicores. As in Kubernetes, a request that
+// is not set is the limit; a limit that is not set is defaultSpeakerCPU.
+func speakerCPU() (request, limit int64, src string, err error) {
 	root, err := lab.ModuleRoot()
 	if err != nil {
-		return 0, "", err
+		return 0, 0, "", err
 	}
 	path := filepath.Join(root, "manifests", "speaker.yaml")
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, "", err
+		return 0, 0, "", err
 	}
 	for doc := range strings.SplitSeq(string(b), "\n---") {
 		var ds appsv1.DaemonSet
 		if err := yaml.Unmarshal([]byte(doc), &ds); err != nil {
-			return 0, "", fmt.Errorf("%s: %w", path, err)
+			return 0, 0, "", fmt.Errorf("%s: %w", path, err)
 		}
 		if ds.Kind != "DaemonSet" {
 			continue
@@ -915,19 +918,33 @@ func speakerCPULimit() (int64, string, error) {
 			if c.Name != "speaker" {
 				continue
 			}
+			limit, src = defaultSpeakerCPU, fmt.Sprintf("no CPU limit in manifests/speaker.yaml: %dm assumed", defaultSpeakerCPU)
 			if q, ok := c.Resources.Limits[corev1.ResourceCPU]; ok && !q.IsZero() {
-				return q.MilliValue(), fmt.Sprintf("the limit cpu: %s of manifests/speaker.yaml", q.String()), nil
+				limit, src = q.MilliValue(), "limit cpu: "+q.String()
 			}
-			return defaultSpeakerCPU, fmt.Sprintf("manifests/speaker.yaml sets no CPU limit: %dm assumed", defaultSpeakerCPU), nil
+			request = limit
+			if q, ok := c.Resources.Requests[corev1.ResourceCPU]; ok && !q.IsZero() {
+				request, src = q.MilliValue(), src+", request cpu: "+q.String()
+			}
+			return request, limit, src + " of manifests/speaker.yaml", nil
 		}
 	}
-	return 0, "", fmt.Errorf("%s: no DaemonSet with a container named speaker", path)
+	return 0, 0, "", fmt.Errorf("%s: no DaemonSet with a container named speaker", path)
 }
 
-// cpuCgroups is a bench-owned parent cgroup with one child per node, each
-// with a CFS quota: cgroup v2 (cpu.max) where the cpu controller is on the
-// unified hierarchy, else the v1 cpu controller (cpu.cfs_quota_us and
-// cpu.cfs_period_us), as the kubelet would set a CPU limit.
+// cpuShares is the kubelet's cgroup v1 weight for millicores of CPU
+// (MilliCPUToShares: 1024 per core, at least 2); cpuWeight is its cgroup v2
+// equivalent (the kubelet's conversion of shares to cpu.weight).
+func cpuShares(milli int64) int64 { return max(milli*1024/1000, 2) }
+func cpuWeight(milli int64) int64 { return 1 + (cpuShares(milli)-2)*9999/262142 }
+
+// cpuCgroups is a bench-owned parent cgroup with one child per node, set up
+// as the kubelet sets up kubepods and a pod's cgroup: the parent weighs the
+// node's CPUs (kubepods' cpu.shares is the node's allocatable CPU), each
+// child weighs the speaker's CPU request and has its limit as a CFS quota.
+// cgroup v2 (cpu.weight, cpu.max) where the cpu controller is on the
+// unified hierarchy, else the v1 cpu controller (cpu.shares,
+// cpu.cfs_quota_us, cpu.cfs_period_us).
 type cpuCgroups struct {
 	v2     bool
 	mount  string            // the hierarchy's mount point
@@ -937,7 +954,9 @@ type cpuCgroups struct {
 	desc   string
 }
 
-func newCPUCgroups(nodes []string, quotaUs, periodUs int64) (*cpuCgroups, error) {
+// newCPUCgroups makes the parent (weighing nodeMilli millicores) and a child
+// per node (weighing podMilli, with quotaUs per periodUs).
+func newCPUCgroups(nodes []string, quotaUs, periodUs, podMilli, nodeMilli int64) (*cpuCgroups, error) {
 	c := &cpuCgroups{dirs: map[string]string{}, moved: map[int]string{}}
 	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && slices.Contains(strings.Fields(string(b)), "cpu") {
 		c.v2, c.mount = true, "/sys/fs/cgroup"
@@ -950,18 +969,28 @@ func newCPUCgroups(nodes []string, quotaUs, periodUs int64) (*cpuCgroups, error)
 	if err := os.Mkdir(c.parent, 0o755); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	if c.v2 {
-		c.desc = "cgroup v2 cpu.max under " + c.parent
-		if err := writeFile(filepath.Join(c.mount, "cgroup.subtree_control"), "+cpu"); err != nil {
-			c.undo()
-			return nil, err
+	weigh := func(dir string, milli int64) error {
+		if c.v2 {
+			return writeFile(filepath.Join(dir, "cpu.weight"), strconv.FormatInt(cpuWeight(milli), 10))
 		}
-		if err := writeFile(filepath.Join(c.parent, "cgroup.subtree_control"), "+cpu"); err != nil {
-			c.undo()
-			return nil, err
+		return writeFile(filepath.Join(dir, "cpu.shares"), strconv.FormatInt(cpuShares(milli), 10))
+	}
+	if c.v2 {
+		c.desc = fmt.Sprintf("cgroup v2 under %s (cpu.weight %d, as kubepods with %dm allocatable) with cpu.weight %d each",
+			c.parent, cpuWeight(nodeMilli), nodeMilli, cpuWeight(podMilli))
+		for _, d := range []string{c.mount, c.parent} {
+			if err := writeFile(filepath.Join(d, "cgroup.subtree_control"), "+cpu"); err != nil {
+				c.undo()
+				return nil, err
+			}
 		}
 	} else {
-		c.desc = "cgroup v1 cpu.cfs_quota_us under " + c.parent + "; /sys/fs/cgroup is not cgroup2 with the cpu controller here"
+		c.desc = fmt.Sprintf("cgroup v1 under %s (cpu.shares %d, as kubepods with %dm allocatable; /sys/fs/cgroup is not cgroup2 with the cpu controller here) with cpu.shares %d each",
+			c.parent, cpuShares(nodeMilli), nodeMilli, cpuShares(podMilli))
+	}
+	if err := weigh(c.parent, nodeMilli); err != nil {
+		c.undo()
+		return nil, err
 	}
 	for _, n := range nodes {
 		d := filepath.Join(c.parent, n)
@@ -976,6 +1005,9 @@ func newCPUCgroups(nodes []string, quotaUs, periodUs int64) (*cpuCgroups, error)
 		} else {
 			err = errors.Join(writeFile(filepath.Join(d, "cpu.cfs_period_us"), strconv.FormatInt(periodUs, 10)),
 				writeFile(filepath.Join(d, "cpu.cfs_quota_us"), strconv.FormatInt(quotaUs, 10)))
+		}
+		if err == nil {
+			err = weigh(d, podMilli)
 		}
 		if err != nil {
 			c.undo()
