@@ -106,7 +106,7 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 	}
 	if n := s.members.Suspicions(); n != s.l2s.suspSeen {
 		s.l2s.suspSeen = n
-		s.probeOwned(ctx)
+		s.probeOwned(ctx, "the others suspected this node")
 	}
 	s.noteAges(svcs, held, now)
 	s.tendConflicts(ctx, now)
@@ -123,6 +123,14 @@ func (s *Speaker) reconcileL2(ctx context.Context, cfg config.State, svcs, held 
 		s.l2s.minority = false
 		s.members.Rejoin("most speakers are alive again in this node's view")
 		return 0
+	}
+	if careful && !s.l2s.minority {
+		// The majority has taken this node's addresses over, and their
+		// first announcements may have come while this node still counted
+		// them alive (a claim counts for rivalFresh only, and a cut-off
+		// node declares the others dead one by one, each after its own
+		// suspicion).
+		s.probeOwned(ctx, "most speakers are gone from this node's view")
 	}
 	s.l2s.minority = careful
 	if v := membersView(nodes); v != s.l2s.view {
@@ -347,9 +355,10 @@ func (s *Speaker) probeEarly(ctx context.Context, cfg config.State, held []Servi
 }
 
 // probeOwned asks the link about every address this node answers for:
-// after the others suspected this node, another speaker may have taken
-// them over meanwhile, and answers the probe (noted as a rival).
-func (s *Speaker) probeOwned(ctx context.Context) {
+// after the others suspected this node, or when it finds itself in a
+// minority, another speaker may have taken them over meanwhile, and
+// answers the probe (noted as a rival).
+func (s *Speaker) probeOwned(ctx context.Context, why string) {
 	s.mu.Lock()
 	var addrs []netip.Addr
 	var ifaces [][]string
@@ -370,7 +379,7 @@ func (s *Speaker) probeOwned(ctx context.Context) {
 		addrs, ifaces = addrs[:probeOwnedMax], ifaces[:probeOwnedMax]
 	}
 	if len(addrs) > 0 {
-		s.log.Info("the others suspected this node: asking whether another answers for its addresses", zap.Int("addresses", len(addrs)))
+		s.log.Info(why+": asking whether another answers for its addresses", zap.Int("addresses", len(addrs)))
 	}
 	for i, addr := range addrs {
 		go func() {

@@ -48,9 +48,10 @@ type MemberOptions struct {
 // each, plus the acks): some 2 KB/s per node, whatever the cluster size. A
 // silent node is declared dead in about 0.5 s; a live one is declared dead
 // only if it cannot answer for about as long (a probe interval and the
-// suspicion, 3 × 120 ms). With 60 ms and 30 ms (detection in 0.3 s), two busy
-// loops per core outside the cluster made memberlist declare live speakers
-// dead 63 times in 10 minutes (`make bench`, l2stress).
+// suspicion, 3 × 120 ms), and even then keeps its addresses for the grace
+// while its host answers (stalls.go). With 60 ms and 30 ms (detection in
+// 0.3 s), two busy loops per core outside the cluster made memberlist
+// declare live speakers dead 63 times in 10 minutes (`make bench`, l2stress).
 func DefaultMemberOptions() MemberOptions {
 	return MemberOptions{Port: 7946, HoldDown: 10 * time.Second, ProbeInterval: 120 * time.Millisecond, ProbeTimeout: 60 * time.Millisecond, SuspicionMult: 3}
 }
@@ -70,6 +71,7 @@ type Members struct {
 	triedJoin     bool                 // a join of the known peers has completed (merged, or nobody answered)
 	wake          chan struct{}        // new peers to join: rejoin now, not at the next tick
 	meta          map[string]nodeMeta  // what each member says of itself
+	addrs         map[string]string    // each member's address, noted at its events (memberlist rewrites the nodes Members returns)
 	dataPathOK    bool                 // this node's data path (kube-proxy) works
 	dataPathSince time.Time            // when it last came back (zero: never failed)
 	macs          []net.HardwareAddr   // this node's interface MACs, published
@@ -93,7 +95,7 @@ type Members struct {
 
 // NewMembers prepares membership; Run starts it.
 func NewMembers(opts MemberOptions) *Members {
-	return &Members{opts: opts, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1), meta: map[string]nodeMeta{},
+	return &Members{opts: opts, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1), meta: map[string]nodeMeta{}, addrs: map[string]string{},
 		seenSince: map[string]time.Time{}, stalled: map[string]*stalledMember{}, hostCheck: dialHost, carrier: true, dataPathOK: true}
 }
 
@@ -261,10 +263,11 @@ func (m *Members) watchCarrier() bool {
 // rejoin joins the peers that are not alive members.
 func (m *Members) rejoin(ml *memberlist.Memberlist) {
 	alive := map[string]bool{}
-	for _, n := range ml.Members() {
-		alive[n.Addr.String()] = true
-	}
+	list := ml.Members()
 	m.mu.Lock()
+	for _, n := range list {
+		alive[m.addrs[n.Name]] = true
+	}
 	var missing []string
 	for _, p := range m.peers {
 		if !alive[p] {
@@ -401,7 +404,7 @@ func (m *Members) Joined() bool {
 	}
 	members := map[string]bool{}
 	for _, n := range list {
-		members[n.Addr.String()] = true
+		members[m.addrs[n.Name]] = true
 	}
 	for _, p := range m.peers {
 		if !members[p] {
@@ -430,7 +433,9 @@ func (m *Members) NumMembers() int {
 	return len(m.members())
 }
 
-// members lists memberlist's live members (nil before Run). memberlist calls
+// members lists memberlist's live members and the stalled ones held (nil
+// before Run). memberlist rewrites the nodes it returns at every alive
+// message: read only their Name (m.addrs has their addresses). memberlist calls
 // our event hooks with its own lock held and they take m.mu, so its methods
 // must never be called with m.mu held: that order would deadlock.
 func (m *Members) members() []*memberlist.Node {
@@ -448,6 +453,7 @@ type memberEvents struct{ m *Members }
 func (e *memberEvents) NotifyJoin(n *memberlist.Node) {
 	m := e.m
 	m.mu.Lock()
+	m.addrs[n.Name] = n.Addr.String()
 	if m.unstallLocked(n.Name) {
 		// Declared dead while it stalled, and back within the grace: it
 		// never left this node's view, and nothing moved.
@@ -494,6 +500,7 @@ func (e *memberEvents) NotifyLeave(n *memberlist.Node) {
 func (e *memberEvents) NotifyUpdate(n *memberlist.Node) {
 	m := e.m
 	m.mu.Lock()
+	m.addrs[n.Name] = n.Addr.String()
 	if nm, ok := decodeMeta(n.Meta); ok && n.Name != m.opts.Node {
 		m.meta[n.Name] = nm
 	}

@@ -43,10 +43,16 @@ func rawMember(t *testing.T, name, addr string, port int) *memberlist.Memberlist
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ml.Shutdown() })
-	if _, err := ml.Join([]string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}); err != nil {
-		t.Fatal(err)
+	// The peer at 127.0.0.1 starts apart and may not listen yet.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := ml.Join([]string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
+		if err == nil {
+			return ml
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
-	return ml
 }
 
 // freeLoopbackPort is a TCP and UDP port free on 127.0.0.1 and 127.0.0.2.
