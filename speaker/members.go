@@ -501,6 +501,10 @@ func (e *memberEvents) NotifyUpdate(n *memberlist.Node) {
 	m := e.m
 	m.mu.Lock()
 	m.addrs[n.Name] = n.Addr.String()
+	if n.Name == m.opts.Node && m.leaving {
+		m.mu.Unlock()
+		return // its own "leaving" while it stops: nothing to decide
+	}
 	if nm, ok := decodeMeta(n.Meta); ok && n.Name != m.opts.Node {
 		m.meta[n.Name] = nm
 	}

@@ -236,7 +236,10 @@ func (s *Speaker) Run(ctx context.Context) error {
 		s.lastLoop = time.Now()
 		s.mu.Unlock()
 		timer.Reset(next)
-		if !s.wait(ctx, timer, time.Now()) {
+		// A wake-up and the end can come together (select picks either):
+		// no decision may start once the end has come, or it could set
+		// BGP up again while the BGP server stops for a graceful restart.
+		if !s.wait(ctx, timer, time.Now()) || ctx.Err() != nil {
 			// Stop answering before exiting; memberlist's Leave (Members.Run)
 			// has told the others to take over.
 			s.l2.Set(nil)
