@@ -2,8 +2,6 @@ package speaker_test
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -12,40 +10,6 @@ import (
 
 	"github.com/heraldlb/herald/speaker"
 )
-
-// freePort finds a UDP and TCP port free on both loopback addresses.
-func freePort(t *testing.T, addrs ...string) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		free := true
-		for _, a := range addrs {
-			for _, network := range []string{"tcp", "udp"} {
-				c, err := net.Listen(network, fmt.Sprintf("%s:%d", a, port))
-				if network == "udp" {
-					var pc net.PacketConn
-					pc, err = net.ListenPacket(network, fmt.Sprintf("%s:%d", a, port))
-					if err == nil {
-						pc.Close()
-					}
-				} else if err == nil {
-					c.Close()
-				}
-				free = free && err == nil
-			}
-		}
-		if free {
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
 
 func member(t *testing.T, ctx context.Context, name, addr string, port int, peers []string) *speaker.Members {
 	key := make([]byte, 32)
@@ -69,7 +33,7 @@ func member(t *testing.T, ctx context.Context, name, addr string, port int, peer
 func TestJoinedAndSettledAgree(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	port := freePort(t, "127.0.0.1", "127.0.0.2")
+	port := speaker.FreePort(t, "127.0.0.1", "127.0.0.2")
 	a := member(t, ctx, "a", "127.0.0.1", port, nil)
 	for deadline := time.Now().Add(5 * time.Second); !a.Joined(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -124,7 +88,7 @@ func TestJoinedAndSettledAgree(t *testing.T) {
 func TestJoinedStaysWhenAPeerGoes(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	port := freePort(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
+	port := speaker.FreePort(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
 	a := member(t, ctx, "a", "127.0.0.1", port, nil)
 	cctx, stopC := context.WithCancel(ctx)
 	defer stopC()

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -55,8 +56,8 @@ func rawMember(t *testing.T, name, addr string, port int) *memberlist.Memberlist
 	}
 }
 
-// freeLoopbackPort is a TCP and UDP port free on 127.0.0.1 and 127.0.0.2.
-func freeLoopbackPort(t *testing.T) int {
+// freePort finds a UDP and TCP port free on every one of addrs.
+func freePort(t *testing.T, addrs ...string) int {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -66,17 +67,19 @@ func freeLoopbackPort(t *testing.T) int {
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		free := true
-		for _, a := range []string{"127.0.0.1", "127.0.0.2"} {
-			hp := net.JoinHostPort(a, strconv.Itoa(port))
-			if c, err := net.Listen("tcp", hp); err == nil {
-				c.Close()
-			} else {
-				free = false
-			}
-			if c, err := net.ListenPacket("udp", hp); err == nil {
-				c.Close()
-			} else {
-				free = false
+		for _, a := range addrs {
+			for _, network := range []string{"tcp", "udp"} {
+				c, err := net.Listen(network, fmt.Sprintf("%s:%d", a, port))
+				if network == "udp" {
+					var pc net.PacketConn
+					pc, err = net.ListenPacket(network, fmt.Sprintf("%s:%d", a, port))
+					if err == nil {
+						pc.Close()
+					}
+				} else if err == nil {
+					c.Close()
+				}
+				free = free && err == nil
 			}
 		}
 		if free {
@@ -109,7 +112,7 @@ func TestStalledMemberHeldWhileItsHostAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			port := freeLoopbackPort(t)
+			port := freePort(t, "127.0.0.1", "127.0.0.2")
 			a := startMember(t, ctx, "a", "127.0.0.1", port, nil)
 			bctx, stopB := context.WithCancel(ctx)
 			defer stopB()

@@ -1,0 +1,4 @@
+package speaker
+
+// FreePort is freePort for the package's external tests.
+var FreePort = freePort
